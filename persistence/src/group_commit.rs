@@ -1,0 +1,329 @@
+//! Group commit: one dedicated thread makes many writers' appends durable with one flush.
+//!
+//! A writer appends to the [`EventStore`] (visible, not yet durable), then calls
+//! [`GroupCommit::request`] and awaits the returned [`FlushTicket`]. The flusher thread
+//! takes every request queued so far as one batch, calls [`EventStore::flush`] once, and
+//! wakes the whole batch. A request is queued after its append returned, and the flush
+//! starts after the batch was taken, so the flush covers every append of the batch.
+//!
+//! Throughput therefore grows with concurrency: while one flush runs, the next batch
+//! gathers. (sled's own `flush_async`, called from many tasks at once, stalled completely
+//! at 8 or more concurrent callers on our machines; one flushing thread does not.)
+//!
+//! A failed flush is fatal: its batch and every later request get the error, because
+//! after a failed fsync nothing written before it can be promised (the "fsyncgate" lesson).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::oneshot;
+
+use crate::error::StoreError;
+use crate::journal::EventStore;
+
+type Waiter = oneshot::Sender<Result<(), StoreError>>;
+
+struct Queue {
+    waiters: Vec<Waiter>,
+    /// The number the next batch will get; batches are numbered from 1.
+    next_batch: u64,
+    shutdown: bool,
+    failed: Option<StoreError>,
+}
+
+struct Inner {
+    store: Arc<dyn EventStore>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// The highest batch number known to be on disk.
+    flushed: AtomicU64,
+}
+
+/// The group-commit writer of one store. Cloning shares the same writer.
+#[derive(Clone)]
+pub struct GroupCommit {
+    inner: Arc<Inner>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// A pending durability promise: resolves once the appends made before
+/// [`GroupCommit::request`] are on disk.
+pub struct FlushTicket {
+    batch: u64,
+    rx: Result<oneshot::Receiver<Result<(), StoreError>>, StoreError>,
+}
+
+impl FlushTicket {
+    /// The batch this request belongs to, for [`GroupCommit::is_durable`].
+    pub fn batch(&self) -> u64 {
+        self.batch
+    }
+}
+
+impl Future for FlushTicket {
+    type Output = Result<(), StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.rx {
+            Err(e) => Poll::Ready(Err(e.clone())),
+            Ok(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(StoreError::ShutDown))),
+        }
+    }
+}
+
+impl GroupCommit {
+    /// Starts the flusher thread for `store`.
+    pub fn start(store: Arc<dyn EventStore>) -> Self {
+        let inner = Arc::new(Inner {
+            store,
+            queue: Mutex::new(Queue {
+                waiters: Vec::with_capacity(1024),
+                next_batch: 1,
+                shutdown: false,
+                failed: None,
+            }),
+            wake: Condvar::new(),
+            flushed: AtomicU64::new(0),
+        });
+        let worker = inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || worker.run())
+            .expect("spawn the group-commit thread");
+        GroupCommit {
+            inner,
+            thread: Arc::new(Mutex::new(Some(handle))),
+        }
+    }
+
+    /// Asks for every append that has already returned to be made durable.
+    pub fn request(&self) -> FlushTicket {
+        let (tx, rx) = oneshot::channel();
+        let mut q = self.inner.queue.lock();
+        let batch = q.next_batch;
+        if let Some(e) = &q.failed {
+            return FlushTicket {
+                batch,
+                rx: Err(e.clone()),
+            };
+        }
+        if q.shutdown {
+            return FlushTicket {
+                batch,
+                rx: Err(StoreError::ShutDown),
+            };
+        }
+        q.waiters.push(tx);
+        let first = q.waiters.len() == 1;
+        drop(q);
+        if first {
+            self.inner.wake.notify_one();
+        }
+        FlushTicket { batch, rx: Ok(rx) }
+    }
+
+    /// True when batch `batch` (see [`FlushTicket::batch`]) is already on disk.
+    pub fn is_durable(&self, batch: u64) -> bool {
+        self.inner.flushed.load(Ordering::Acquire) >= batch
+    }
+
+    /// Flushes what is pending, then stops the thread. Later requests fail with
+    /// [`StoreError::ShutDown`].
+    pub fn shutdown(&self) {
+        self.inner.queue.lock().shutdown = true;
+        self.inner.wake.notify_one();
+        if let Some(handle) = self.thread.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Inner {
+    fn run(&self) {
+        let mut batch: Vec<Waiter> = Vec::with_capacity(1024);
+        loop {
+            let number;
+            {
+                let mut q = self.queue.lock();
+                while q.waiters.is_empty() && !q.shutdown {
+                    self.wake.wait(&mut q);
+                }
+                if q.waiters.is_empty() {
+                    return; // shut down with nothing pending
+                }
+                std::mem::swap(&mut batch, &mut q.waiters);
+                number = q.next_batch;
+                q.next_batch += 1;
+            }
+            let started = Instant::now();
+            let result = self.store.flush();
+            metrics::histogram!("ecommesh_group_commit_flush_seconds")
+                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!("ecommesh_group_commit_batch_size").record(batch.len() as f64);
+            metrics::counter!("ecommesh_group_commit_flushes_total").increment(1);
+            match &result {
+                Ok(()) => self.flushed.store(number, Ordering::Release),
+                Err(e) => {
+                    tracing::error!(error = %e, batch = number, "flush failed; refusing further writes");
+                    self.queue.lock().failed = Some(e.clone());
+                }
+            }
+            for w in batch.drain(..) {
+                let _ = w.send(result.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::testing::event;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Counts flushes and can be told to fail them.
+    struct Probe {
+        inner: MemoryStore,
+        flushes: AtomicUsize,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl EventStore for Probe {
+        fn shard_count(&self) -> u32 {
+            self.inner.shard_count()
+        }
+        fn append(
+            &self,
+            s: u32,
+            e: &str,
+            x: u64,
+            ev: &[crate::NewEvent],
+        ) -> Result<u64, StoreError> {
+            self.inner.append(s, e, x, ev)
+        }
+        fn read_entity(
+            &self,
+            s: u32,
+            e: &str,
+            a: u64,
+        ) -> Result<Vec<crate::EventEnvelope>, StoreError> {
+            self.inner.read_entity(s, e, a)
+        }
+        fn last_seq(&self, s: u32, e: &str) -> Result<u64, StoreError> {
+            self.inner.last_seq(s, e)
+        }
+        fn save_snapshot(&self, s: u32, e: &str, snap: &crate::Snapshot) -> Result<(), StoreError> {
+            self.inner.save_snapshot(s, e, snap)
+        }
+        fn load_snapshot(&self, s: u32, e: &str) -> Result<Option<crate::Snapshot>, StoreError> {
+            self.inner.load_snapshot(s, e)
+        }
+        fn read_shard(
+            &self,
+            s: u32,
+            f: u64,
+            l: usize,
+        ) -> Result<Vec<crate::ShardEvent>, StoreError> {
+            self.inner.read_shard(s, f, l)
+        }
+        fn save_offset(&self, c: &str, s: u32, o: u64) -> Result<(), StoreError> {
+            self.inner.save_offset(c, s, o)
+        }
+        fn load_offset(&self, c: &str, s: u32) -> Result<u64, StoreError> {
+            self.inner.load_offset(c, s)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+            if self.fail.load(Ordering::SeqCst) {
+                Err(StoreError::Storage("disk gone".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    fn probe() -> Arc<Probe> {
+        Arc::new(Probe {
+            inner: MemoryStore::new(1),
+            flushes: AtomicUsize::new(0),
+            fail: false.into(),
+        })
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn many_concurrent_writers_share_few_flushes() {
+        let store = probe();
+        let gc = GroupCommit::start(store.clone());
+        let threads: Vec<_> = (0..64)
+            .map(|i| {
+                let (gc, store) = (gc.clone(), store.clone());
+                std::thread::spawn(move || {
+                    for n in 0..20u64 {
+                        store
+                            .append(0, &format!("e{i}"), n, &[event("x", 1)])
+                            .unwrap();
+                        let t = gc.request();
+                        let batch = t.batch();
+                        block_on(t).unwrap();
+                        assert!(gc.is_durable(batch));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let flushes = store.flushes.load(Ordering::SeqCst);
+        assert!(
+            flushes < 64 * 20 / 4,
+            "1280 requests took {flushes} flushes: no batching"
+        );
+        gc.shutdown();
+    }
+
+    #[test]
+    fn a_failed_flush_fails_its_batch_and_every_later_request() {
+        let store = probe();
+        store.fail.store(true, Ordering::SeqCst);
+        let gc = GroupCommit::start(store.clone());
+        assert!(matches!(
+            block_on(gc.request()),
+            Err(StoreError::Storage(_))
+        ));
+        store.fail.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            block_on(gc.request()),
+            Err(StoreError::Storage(_))
+        ));
+        gc.shutdown();
+    }
+
+    #[test]
+    fn shutdown_flushes_pending_requests_and_refuses_new_ones() {
+        let store = probe();
+        let gc = GroupCommit::start(store.clone());
+        let pending: Vec<_> = (0..10).map(|_| gc.request()).collect();
+        gc.shutdown();
+        for t in pending {
+            block_on(t).unwrap();
+        }
+        assert_eq!(block_on(gc.request()), Err(StoreError::ShutDown));
+    }
+}
