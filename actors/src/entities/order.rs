@@ -1,0 +1,527 @@
+//! An order and its life cycle.
+//!
+//! ```text
+//! pending_payment -> paid -> shipped -> delivered -> returned -> refunded
+//!        |            |
+//!        v            v
+//!    cancelled    cancelled -> refunded   (only an order that was paid is refunded)
+//! ```
+//! Every other transition is refused with `illegal_transition`.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::entity::{Entity, Rejection, RejectionKind};
+use crate::money::Money;
+
+pub const MAX_LINES: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Not placed yet: the entity has no events.
+    #[default]
+    New,
+    PendingPayment,
+    Paid,
+    Shipped,
+    Delivered,
+    Cancelled,
+    Returned,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::New => "new",
+            OrderStatus::PendingPayment => "pending_payment",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Returned => "returned",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub product_id: String,
+    pub quantity: u32,
+    pub unit_price: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OrderState {
+    pub status: OrderStatus,
+    pub customer_id: String,
+    pub lines: Vec<OrderLine>,
+    pub total: Option<Money>,
+    pub payment_ref: Option<String>,
+    pub carrier: Option<String>,
+    pub tracking: Option<String>,
+    pub placed_at_ms: u64,
+    /// True once payment was taken: decides whether a cancellation needs a refund.
+    pub was_paid: bool,
+    pub refunded: Option<Money>,
+    /// (status, at) for every transition, oldest first.
+    pub history: Vec<(OrderStatus, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderCommand {
+    Place {
+        customer_id: String,
+        lines: Vec<OrderLine>,
+    },
+    MarkPaid {
+        payment_ref: String,
+    },
+    Ship {
+        carrier: String,
+        tracking: String,
+    },
+    Deliver,
+    Cancel {
+        reason: String,
+    },
+    Return {
+        reason: String,
+    },
+    Refund,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderEvent {
+    Placed {
+        customer_id: String,
+        lines: Vec<OrderLine>,
+        total: Money,
+        at_ms: u64,
+    },
+    Paid {
+        payment_ref: String,
+        at_ms: u64,
+    },
+    Shipped {
+        carrier: String,
+        tracking: String,
+        at_ms: u64,
+    },
+    Delivered {
+        at_ms: u64,
+    },
+    Cancelled {
+        reason: String,
+        at_ms: u64,
+    },
+    Returned {
+        reason: String,
+        at_ms: u64,
+    },
+    Refunded {
+        amount: Money,
+        at_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OrderRejection {
+    #[error("order does not exist")]
+    NotFound,
+    #[error("order already placed")]
+    AlreadyPlaced,
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("cannot go from {from} to {to}")]
+    IllegalTransition {
+        from: &'static str,
+        to: &'static str,
+    },
+}
+
+impl Rejection for OrderRejection {
+    fn code(&self) -> &'static str {
+        match self {
+            OrderRejection::NotFound => "not_found",
+            OrderRejection::AlreadyPlaced => "conflict",
+            OrderRejection::Invalid { .. } => "validation_failed",
+            OrderRejection::IllegalTransition { .. } => "illegal_transition",
+        }
+    }
+    fn kind(&self) -> RejectionKind {
+        match self {
+            OrderRejection::NotFound => RejectionKind::NotFound,
+            OrderRejection::Invalid { .. } => RejectionKind::Invalid,
+            _ => RejectionKind::Conflict,
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> OrderRejection {
+    OrderRejection::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn total_of(lines: &[OrderLine]) -> Result<Money, OrderRejection> {
+    let first = lines
+        .first()
+        .ok_or_else(|| invalid("lines", "an order needs at least one line"))?;
+    let mut total = Money::new(0, first.unit_price.currency);
+    for l in lines {
+        if l.quantity == 0 {
+            return Err(invalid(
+                "lines",
+                format!("quantity of {} must be at least 1", l.product_id),
+            ));
+        }
+        if l.unit_price.amount < 0 {
+            return Err(invalid(
+                "lines",
+                format!("price of {} is negative", l.product_id),
+            ));
+        }
+        let line = l
+            .unit_price
+            .checked_mul(l.quantity as u64)
+            .ok_or_else(|| invalid("lines", "total overflows"))?;
+        total = total
+            .checked_add(line)
+            .ok_or_else(|| invalid("lines", "lines must share one currency and not overflow"))?;
+    }
+    Ok(total)
+}
+
+pub struct Order;
+
+impl Entity for Order {
+    const KIND: &'static str = "order";
+    type State = OrderState;
+    type Command = OrderCommand;
+    type Event = OrderEvent;
+    type Rejection = OrderRejection;
+
+    fn handle(
+        state: &OrderState,
+        command: &OrderCommand,
+        now: u64,
+    ) -> Result<Vec<OrderEvent>, OrderRejection> {
+        use OrderCommand::*;
+        use OrderStatus as S;
+        let illegal = |to: OrderStatus| OrderRejection::IllegalTransition {
+            from: state.status.as_str(),
+            to: to.as_str(),
+        };
+        if state.status == S::New && !matches!(command, Place { .. }) {
+            return Err(OrderRejection::NotFound);
+        }
+        let event = match command {
+            Place { customer_id, lines } => {
+                if state.status != S::New {
+                    return Err(OrderRejection::AlreadyPlaced);
+                }
+                if customer_id.is_empty() || customer_id.len() > 128 {
+                    return Err(invalid("customer_id", "must be 1 to 128 characters"));
+                }
+                if lines.len() > MAX_LINES {
+                    return Err(invalid("lines", format!("at most {MAX_LINES} lines")));
+                }
+                let total = total_of(lines)?;
+                OrderEvent::Placed {
+                    customer_id: customer_id.clone(),
+                    lines: lines.clone(),
+                    total,
+                    at_ms: now,
+                }
+            }
+            MarkPaid { payment_ref } => match state.status {
+                S::PendingPayment => OrderEvent::Paid {
+                    payment_ref: payment_ref.clone(),
+                    at_ms: now,
+                },
+                // A repeated confirmation of the same payment is not a new event.
+                S::Paid if state.payment_ref.as_ref() == Some(payment_ref) => return Ok(vec![]),
+                _ => return Err(illegal(S::Paid)),
+            },
+            Ship { carrier, tracking } => match state.status {
+                S::Paid => OrderEvent::Shipped {
+                    carrier: carrier.clone(),
+                    tracking: tracking.clone(),
+                    at_ms: now,
+                },
+                _ => return Err(illegal(S::Shipped)),
+            },
+            Deliver => match state.status {
+                S::Shipped => OrderEvent::Delivered { at_ms: now },
+                _ => return Err(illegal(S::Delivered)),
+            },
+            Cancel { reason } => match state.status {
+                S::PendingPayment | S::Paid => OrderEvent::Cancelled {
+                    reason: reason.clone(),
+                    at_ms: now,
+                },
+                S::Cancelled => return Ok(vec![]),
+                _ => return Err(illegal(S::Cancelled)),
+            },
+            Return { reason } => match state.status {
+                S::Delivered => OrderEvent::Returned {
+                    reason: reason.clone(),
+                    at_ms: now,
+                },
+                _ => return Err(illegal(S::Returned)),
+            },
+            Refund => match (state.status, state.was_paid, state.total) {
+                (S::Returned, _, Some(total)) | (S::Cancelled, true, Some(total)) => {
+                    OrderEvent::Refunded {
+                        amount: total,
+                        at_ms: now,
+                    }
+                }
+                _ => return Err(illegal(S::Refunded)),
+            },
+        };
+        Ok(vec![event])
+    }
+
+    fn apply(state: &mut OrderState, event: &OrderEvent) {
+        let (status, at) = match event {
+            OrderEvent::Placed {
+                customer_id,
+                lines,
+                total,
+                at_ms,
+            } => {
+                state.customer_id = customer_id.clone();
+                state.lines = lines.clone();
+                state.total = Some(*total);
+                state.placed_at_ms = *at_ms;
+                (OrderStatus::PendingPayment, *at_ms)
+            }
+            OrderEvent::Paid { payment_ref, at_ms } => {
+                state.payment_ref = Some(payment_ref.clone());
+                state.was_paid = true;
+                (OrderStatus::Paid, *at_ms)
+            }
+            OrderEvent::Shipped {
+                carrier,
+                tracking,
+                at_ms,
+            } => {
+                state.carrier = Some(carrier.clone());
+                state.tracking = Some(tracking.clone());
+                (OrderStatus::Shipped, *at_ms)
+            }
+            OrderEvent::Delivered { at_ms } => (OrderStatus::Delivered, *at_ms),
+            OrderEvent::Cancelled { at_ms, .. } => (OrderStatus::Cancelled, *at_ms),
+            OrderEvent::Returned { at_ms, .. } => (OrderStatus::Returned, *at_ms),
+            OrderEvent::Refunded { amount, at_ms } => {
+                state.refunded = Some(*amount);
+                (OrderStatus::Refunded, *at_ms)
+            }
+        };
+        state.status = status;
+        state.history.push((status, at));
+    }
+
+    fn event_type(event: &OrderEvent) -> &'static str {
+        match event {
+            OrderEvent::Placed { .. } => "OrderPlaced",
+            OrderEvent::Paid { .. } => "OrderPaid",
+            OrderEvent::Shipped { .. } => "OrderShipped",
+            OrderEvent::Delivered { .. } => "OrderDelivered",
+            OrderEvent::Cancelled { .. } => "OrderCancelled",
+            OrderEvent::Returned { .. } => "OrderReturned",
+            OrderEvent::Refunded { .. } => "OrderRefunded",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entities::given::{state, when};
+    use crate::money::Currency;
+    use OrderCommand::*;
+
+    fn line(p: &str, q: u32, cents: i64) -> OrderLine {
+        OrderLine {
+            product_id: p.into(),
+            quantity: q,
+            unit_price: Money::new(cents, Currency::USD),
+        }
+    }
+
+    fn placed() -> OrderEvent {
+        OrderEvent::Placed {
+            customer_id: "c".into(),
+            lines: vec![line("p", 2, 500)],
+            total: Money::new(1000, Currency::USD),
+            at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn placing_computes_the_total() {
+        let ev = when::<Order>(
+            &[],
+            Place {
+                customer_id: "c".into(),
+                lines: vec![line("a", 2, 250), line("b", 1, 99)],
+            },
+        )
+        .unwrap();
+        assert!(matches!(&ev[0], OrderEvent::Placed { total, .. } if total.amount == 599));
+    }
+
+    #[test]
+    fn bad_lines_are_rejected() {
+        for lines in [
+            vec![],
+            vec![line("a", 0, 1)],
+            vec![line("a", 1, -1)],
+            vec![line("a", 2, i64::MAX)],
+        ] {
+            let err = when::<Order>(
+                &[],
+                Place {
+                    customer_id: "c".into(),
+                    lines,
+                },
+            )
+            .unwrap_err();
+            assert_eq!(err.kind(), RejectionKind::Invalid);
+        }
+        let mixed = vec![
+            line("a", 1, 1),
+            OrderLine {
+                unit_price: Money::new(1, Currency::parse("EUR").unwrap()),
+                ..line("b", 1, 1)
+            },
+        ];
+        assert!(when::<Order>(
+            &[],
+            Place {
+                customer_id: "c".into(),
+                lines: mixed
+            }
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_happy_path_and_a_return() {
+        let mut h = vec![placed()];
+        for cmd in [
+            MarkPaid {
+                payment_ref: "pay_1".into(),
+            },
+            Ship {
+                carrier: "ups".into(),
+                tracking: "1Z".into(),
+            },
+            Deliver,
+            Return {
+                reason: "size".into(),
+            },
+            Refund,
+        ] {
+            h.extend(when::<Order>(&h, cmd).unwrap());
+        }
+        let s = state::<Order>(&h);
+        assert_eq!(s.status, OrderStatus::Refunded);
+        assert_eq!(s.refunded.unwrap().amount, 1000);
+        assert_eq!(s.history.len(), 6);
+    }
+
+    #[test]
+    fn illegal_transitions_are_refused() {
+        let h = [placed()];
+        assert_eq!(
+            when::<Order>(
+                &h,
+                Ship {
+                    carrier: "x".into(),
+                    tracking: "y".into()
+                }
+            )
+            .unwrap_err(),
+            OrderRejection::IllegalTransition {
+                from: "pending_payment",
+                to: "shipped"
+            }
+        );
+        assert!(
+            when::<Order>(&h, Refund).is_err(),
+            "an unpaid order has nothing to refund"
+        );
+        assert_eq!(
+            when::<Order>(&[], Deliver).unwrap_err(),
+            OrderRejection::NotFound
+        );
+        let shipped = [
+            placed(),
+            OrderEvent::Paid {
+                payment_ref: "p".into(),
+                at_ms: 1,
+            },
+            OrderEvent::Shipped {
+                carrier: "c".into(),
+                tracking: "t".into(),
+                at_ms: 2,
+            },
+        ];
+        assert!(when::<Order>(
+            &shipped,
+            Cancel {
+                reason: "late".into()
+            }
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn cancelling_a_paid_order_allows_a_refund() {
+        let h = [
+            placed(),
+            OrderEvent::Paid {
+                payment_ref: "p".into(),
+                at_ms: 1,
+            },
+            OrderEvent::Cancelled {
+                reason: "r".into(),
+                at_ms: 2,
+            },
+        ];
+        assert!(matches!(
+            when::<Order>(&h, Refund).unwrap()[0],
+            OrderEvent::Refunded { .. }
+        ));
+        assert!(when::<Order>(
+            &h,
+            Cancel {
+                reason: "again".into()
+            }
+        )
+        .unwrap()
+        .is_empty());
+        assert!(when::<Order>(
+            &h[..2],
+            MarkPaid {
+                payment_ref: "p".into()
+            }
+        )
+        .unwrap()
+        .is_empty());
+        assert!(when::<Order>(
+            &h[..2],
+            MarkPaid {
+                payment_ref: "other".into()
+            }
+        )
+        .is_err());
+    }
+}

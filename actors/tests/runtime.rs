@@ -1,0 +1,315 @@
+//! The entity runtime end to end: real shard actors, a real sled journal in a temp dir.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecommesh_actors::entities::cart::{Cart, CartCommand};
+use ecommesh_actors::{Entity, EntityError, Rejection, RejectionKind, Runtime, RuntimeConfig};
+use ecommesh_persistence::{EventStore, SledStore, StoreOptions};
+use serde::{Deserialize, Serialize};
+
+/// A test-only entity whose commands can panic or block its shard.
+struct Counter;
+
+#[derive(Debug, Clone)]
+enum CounterCmd {
+    Add(u64),
+    /// Panics while deciding: nothing is written.
+    Panic,
+    /// Blocks the shard's thread, so that its mailbox fills up.
+    Block(Duration),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum CounterEvent {
+    Added(u64),
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+impl Rejection for Never {
+    fn code(&self) -> &'static str {
+        "never"
+    }
+    fn kind(&self) -> RejectionKind {
+        RejectionKind::Invalid
+    }
+}
+
+impl Entity for Counter {
+    const KIND: &'static str = "counter";
+    type State = u64;
+    type Command = CounterCmd;
+    type Event = CounterEvent;
+    type Rejection = Never;
+
+    fn handle(_: &u64, cmd: &CounterCmd, _: u64) -> Result<Vec<CounterEvent>, Never> {
+        match cmd {
+            CounterCmd::Add(n) => Ok(vec![CounterEvent::Added(*n)]),
+            CounterCmd::Panic => panic!("test-only panic"),
+            CounterCmd::Block(d) => {
+                std::thread::sleep(*d);
+                Ok(vec![])
+            }
+        }
+    }
+
+    fn apply(state: &mut u64, e: &CounterEvent) {
+        let CounterEvent::Added(n) = e;
+        *state += n;
+    }
+
+    fn event_type(_: &CounterEvent) -> &'static str {
+        "Added"
+    }
+}
+
+fn open(dir: &tempfile::TempDir, shards: u32) -> Arc<dyn EventStore> {
+    Arc::new(SledStore::open(&StoreOptions::new(dir.path().join("db"), shards)).unwrap())
+}
+
+fn config() -> RuntimeConfig {
+    RuntimeConfig {
+        arbiters: 2,
+        ..RuntimeConfig::default()
+    }
+}
+
+#[actix_rt::test]
+async fn a_panicking_command_fails_alone_and_the_entity_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::start(open(&dir, 4), config());
+    let counters = rt.registry::<Counter>();
+    counters
+        .execute("victim", CounterCmd::Add(5), None)
+        .await
+        .unwrap();
+    for i in 0..16 {
+        counters
+            .execute(format!("other-{i}"), CounterCmd::Add(1), None)
+            .await
+            .unwrap();
+    }
+
+    // The panic and a burst of commands to other entities, some on the same shard.
+    let victim_shard = counters.shard_of("victim");
+    let crash = counters.execute("victim", CounterCmd::Panic, None);
+    let others = futures_join(&counters, 16);
+    let (crash, others) = tokio::join!(crash, others);
+    assert!(
+        matches!(crash, Err(EntityError::Crashed { .. })),
+        "{crash:?}"
+    );
+    for (i, r) in others.into_iter().enumerate() {
+        assert_eq!(r.unwrap().state, 2, "other-{i} noticed the crash");
+    }
+    assert!((0..16).any(|i| counters.shard_of(&format!("other-{i}")) == victim_shard));
+
+    // The victim restarts from its journal with its state, and keeps working.
+    assert_eq!(counters.read("victim").await.unwrap().state, 5);
+    let r = counters
+        .execute("victim", CounterCmd::Add(1), None)
+        .await
+        .unwrap();
+    assert_eq!((r.seq, r.state), (2, 6));
+    rt.shutdown().unwrap();
+}
+
+async fn futures_join(
+    counters: &ecommesh_actors::Registry<Counter>,
+    n: usize,
+) -> Vec<Result<ecommesh_actors::Reply<u64>, EntityError<Never>>> {
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let c = counters.clone();
+        handles.push(actix_rt::spawn(async move {
+            c.execute(format!("other-{i}"), CounterCmd::Add(1), None)
+                .await
+        }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[actix_rt::test]
+async fn an_entity_that_keeps_crashing_is_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RuntimeConfig {
+        crash_limit: 3,
+        quarantine: Duration::from_millis(300),
+        ..config()
+    };
+    let rt = Runtime::start(open(&dir, 4), cfg);
+    let counters = rt.registry::<Counter>();
+    counters
+        .execute("c", CounterCmd::Add(1), None)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(matches!(
+            counters.execute("c", CounterCmd::Panic, None).await,
+            Err(EntityError::Crashed { .. })
+        ));
+    }
+    match counters.execute("c", CounterCmd::Add(1), None).await {
+        Err(EntityError::Quarantined { retry_after, .. }) => {
+            assert!(retry_after <= Duration::from_millis(300))
+        }
+        other => panic!("expected quarantine, got {other:?}"),
+    }
+    assert!(
+        counters
+            .execute("d", CounterCmd::Add(1), None)
+            .await
+            .is_ok(),
+        "other entities are untouched"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        counters
+            .execute("c", CounterCmd::Add(1), None)
+            .await
+            .unwrap()
+            .state,
+        2
+    );
+    rt.shutdown().unwrap();
+}
+
+#[actix_rt::test]
+async fn passivated_entities_come_back_with_their_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RuntimeConfig {
+        idle_timeout: Duration::from_millis(100),
+        snapshot_every: 3,
+        ..config()
+    };
+    let rt = Runtime::start(open(&dir, 4), cfg);
+    let carts = rt.registry::<Cart>();
+    for i in 0..10u32 {
+        let cmd = CartCommand::AddItem {
+            product_id: format!("p{}", i % 4),
+            quantity: i + 1,
+        };
+        carts.execute("c1", cmd, None).await.unwrap();
+    }
+    let before = carts.read("c1").await.unwrap();
+    assert_eq!(carts.live_entities().await, 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while carts.live_entities().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "entity was never passivated"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Re-activation from snapshot (at seq 9) + tail (seq 10).
+    let after = carts.read("c1").await.unwrap();
+    assert_eq!(after, before);
+    assert_eq!(after.seq, 10);
+    rt.shutdown().unwrap();
+}
+
+#[actix_rt::test]
+async fn stale_expected_sequence_numbers_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::start(open(&dir, 4), config());
+    let counters = rt.registry::<Counter>();
+    counters
+        .execute("c", CounterCmd::Add(1), Some(0))
+        .await
+        .unwrap();
+    counters
+        .execute("c", CounterCmd::Add(1), Some(1))
+        .await
+        .unwrap();
+    match counters.execute("c", CounterCmd::Add(1), Some(1)).await {
+        Err(EntityError::Conflict {
+            expected: 1,
+            actual: 2,
+            ..
+        }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        counters.read("c").await.unwrap().state,
+        2,
+        "the stale command wrote nothing"
+    );
+    rt.shutdown().unwrap();
+}
+
+#[actix_rt::test]
+async fn a_full_shard_answers_overloaded_instead_of_queueing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RuntimeConfig {
+        mailbox_capacity: 4,
+        ..config()
+    };
+    let rt = Runtime::start(open(&dir, 1), cfg);
+    let counters = rt.registry::<Counter>();
+    let blocker = {
+        let c = counters.clone();
+        actix_rt::spawn(async move {
+            c.execute("a", CounterCmd::Block(Duration::from_millis(300)), None)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut queued = Vec::new();
+    for i in 0..20 {
+        let c = counters.clone();
+        queued.push(actix_rt::spawn(async move {
+            c.execute(format!("q{i}"), CounterCmd::Add(1), None).await
+        }));
+    }
+    let mut overloaded = 0;
+    let mut ok = 0;
+    for q in queued {
+        match q.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(EntityError::Overloaded { .. }) => overloaded += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    blocker.await.unwrap().unwrap();
+    assert_eq!(ok, 4, "the mailbox holds exactly its capacity");
+    assert_eq!(overloaded, 16);
+    rt.shutdown().unwrap();
+}
+
+#[actix_rt::test]
+async fn acknowledged_writes_survive_a_restart_of_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let rt = Runtime::start(open(&dir, 8), config());
+        let counters = rt.registry::<Counter>();
+        let mut handles = Vec::new();
+        for i in 0..200u64 {
+            let c = counters.clone();
+            handles.push(actix_rt::spawn(async move {
+                c.execute(format!("n{}", i % 20), CounterCmd::Add(i), None)
+                    .await
+            }));
+        }
+        for h in handles {
+            h.await.unwrap().unwrap();
+        }
+        rt.shutdown().unwrap();
+    }
+    let rt = Runtime::start(open(&dir, 8), config());
+    let counters = rt.registry::<Counter>();
+    let mut total = 0;
+    for k in 0..20 {
+        let r = counters.read(format!("n{k}")).await.unwrap();
+        assert_eq!(r.seq, 10);
+        total += r.state;
+    }
+    assert_eq!(total, (0..200).sum::<u64>());
+    rt.shutdown().unwrap();
+}
