@@ -1,0 +1,312 @@
+//! Node configuration: compiled-in defaults, then an optional TOML file, then `ECOMMESH_*`
+//! environment variables and command-line flags (both parsed by clap), each layer
+//! overriding the one before. `validate` then checks every value with a precise error.
+//!
+//! Every key has the same name everywhere: `data_dir` in the file, `ECOMMESH_DATA_DIR` in
+//! the environment, `--data-dir` on the command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use ecommesh_actors::RuntimeConfig;
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The full configuration of a node. See `config/ecommesh.toml` for every key explained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub shards: u32,
+    pub snapshot_every: u32,
+    pub idle_timeout_secs: u64,
+    pub mailbox_capacity: usize,
+    pub crash_limit: u32,
+    pub crash_window_secs: u64,
+    pub quarantine_secs: u64,
+    pub arbiters: usize,
+    pub http_workers: usize,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+    pub cache_capacity_mb: u64,
+    pub log_format: String,
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            shards: 64,
+            snapshot_every: 100,
+            idle_timeout_secs: 300,
+            mailbox_capacity: 1024,
+            crash_limit: 3,
+            crash_window_secs: 60,
+            quarantine_secs: 60,
+            arbiters: 0,
+            http_workers: 0,
+            max_body_bytes: 64 * 1024,
+            shutdown_timeout_secs: 30,
+            cache_capacity_mb: 256,
+            log_format: "text".into(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// Overrides from flags and environment variables; unset ones leave the lower layers be.
+#[derive(Debug, Clone, Default, Args, Serialize)]
+pub struct Overrides {
+    /// Address to serve HTTP on (port 0 picks a free port).
+    #[arg(long, global = true, env = "ECOMMESH_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Directory of the journal; created if missing.
+    #[arg(long, global = true, env = "ECOMMESH_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Number of shards; fixed when the data directory is created.
+    #[arg(long, global = true, env = "ECOMMESH_SHARDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// Snapshot an entity every this many events.
+    #[arg(long, global = true, env = "ECOMMESH_SNAPSHOT_EVERY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_every: Option<u32>,
+    /// Passivate an entity after this many idle seconds.
+    #[arg(long, global = true, env = "ECOMMESH_IDLE_TIMEOUT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Commands queued per shard before callers get 503.
+    #[arg(long, global = true, env = "ECOMMESH_MAILBOX_CAPACITY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mailbox_capacity: Option<usize>,
+    /// Crashes within the crash window that quarantine an entity.
+    #[arg(long, global = true, env = "ECOMMESH_CRASH_LIMIT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash_limit: Option<u32>,
+    #[arg(long, global = true, env = "ECOMMESH_CRASH_WINDOW_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash_window_secs: Option<u64>,
+    #[arg(long, global = true, env = "ECOMMESH_QUARANTINE_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_secs: Option<u64>,
+    /// Threads for shard actors (0: one per core).
+    #[arg(long, global = true, env = "ECOMMESH_ARBITERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arbiters: Option<usize>,
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, global = true, env = "ECOMMESH_HTTP_WORKERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_workers: Option<usize>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, global = true, env = "ECOMMESH_MAX_BODY_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds to drain in-flight requests on shutdown.
+    #[arg(long, global = true, env = "ECOMMESH_SHUTDOWN_TIMEOUT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout_secs: Option<u64>,
+    /// Storage page cache, in MiB.
+    #[arg(long, global = true, env = "ECOMMESH_CACHE_CAPACITY_MB")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_capacity_mb: Option<u64>,
+    /// `text` or `json`.
+    #[arg(long, global = true, env = "ECOMMESH_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    /// A tracing filter such as `info` or `ecommesh=debug,info`.
+    #[arg(long, global = true, env = "ECOMMESH_LOG_LEVEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+}
+
+impl Config {
+    /// Layers defaults, the file at `file` (if any) and `overrides`, then validates.
+    pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                bail!("config file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        let config: Config = fig
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| {
+                // figment's message names the key and the layer it came from.
+                anyhow::anyhow!("invalid configuration: {e}")
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value, naming the key that is wrong and what would be right.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        fn range<T: PartialOrd + std::fmt::Display>(
+            key: &str,
+            v: T,
+            min: T,
+            max: T,
+        ) -> anyhow::Result<()> {
+            if v < min || v > max {
+                bail!("invalid configuration: `{key}` must be between {min} and {max}, got {v}");
+            }
+            Ok(())
+        }
+        self.listen_addr()?;
+        range("shards", self.shards, 1, 4096)?;
+        range("snapshot_every", self.snapshot_every, 1, 1_000_000)?;
+        range(
+            "idle_timeout_secs",
+            self.idle_timeout_secs,
+            1,
+            30 * 24 * 3600,
+        )?;
+        range("mailbox_capacity", self.mailbox_capacity, 1, 1 << 20)?;
+        range("crash_limit", self.crash_limit, 1, 1000)?;
+        range("crash_window_secs", self.crash_window_secs, 1, 24 * 3600)?;
+        range("quarantine_secs", self.quarantine_secs, 1, 24 * 3600)?;
+        range("arbiters", self.arbiters, 0, 256)?;
+        range("http_workers", self.http_workers, 0, 256)?;
+        range("max_body_bytes", self.max_body_bytes, 256, 64 << 20)?;
+        range("shutdown_timeout_secs", self.shutdown_timeout_secs, 0, 3600)?;
+        range("cache_capacity_mb", self.cache_capacity_mb, 1, 1 << 20)?;
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!(
+                "invalid configuration: `log_format` must be \"text\" or \"json\", got {:?}",
+                self.log_format
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            bail!(
+                "invalid configuration: `log_level` {:?} is not a valid filter (try \"info\")",
+                self.log_level
+            );
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            bail!("invalid configuration: `data_dir` must not be empty");
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listen.parse().with_context(|| {
+            format!(
+                "invalid configuration: `listen` must be ip:port, got {:?}",
+                self.listen
+            )
+        })
+    }
+
+    fn cores() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+
+    pub fn http_workers(&self) -> usize {
+        if self.http_workers == 0 {
+            Self::cores()
+        } else {
+            self.http_workers
+        }
+    }
+
+    pub fn runtime(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            snapshot_every: self.snapshot_every,
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            mailbox_capacity: self.mailbox_capacity,
+            crash_limit: self.crash_limit,
+            crash_window: Duration::from_secs(self.crash_window_secs),
+            quarantine: Duration::from_secs(self.quarantine_secs),
+            arbiters: if self.arbiters == 0 {
+                Self::cores()
+            } else {
+                self.arbiters
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/ecommesh.toml");
+
+    #[test]
+    fn the_shipped_file_parses_and_matches_the_defaults() {
+        let c = Config::load(Some(std::path::Path::new(SHIPPED)), &Overrides::default()).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn overrides_beat_the_file() {
+        let o = Overrides {
+            shards: Some(8),
+            listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(std::path::Path::new(SHIPPED)), &o).unwrap();
+        assert_eq!((c.shards, c.listen.as_str()), (8, "127.0.0.1:0"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (o, key) in [
+            (
+                Overrides {
+                    shards: Some(0),
+                    ..Default::default()
+                },
+                "shards",
+            ),
+            (
+                Overrides {
+                    listen: Some("nope".into()),
+                    ..Default::default()
+                },
+                "listen",
+            ),
+            (
+                Overrides {
+                    log_format: Some("xml".into()),
+                    ..Default::default()
+                },
+                "log_format",
+            ),
+        ] {
+            let err = Config::load(None, &o).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_mistyped_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "shardz = 3\n").unwrap();
+        assert!(Config::load(Some(&p), &Overrides::default())
+            .unwrap_err()
+            .to_string()
+            .contains("shardz"));
+        std::fs::write(&p, "shards = \"many\"\n").unwrap();
+        assert!(Config::load(Some(&p), &Overrides::default())
+            .unwrap_err()
+            .to_string()
+            .contains("shards"));
+        assert!(Config::load(
+            Some(&dir.path().join("missing.toml")),
+            &Overrides::default()
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,201 @@
+//! The one place that turns failures into HTTP responses: RFC 9457 problem details
+//! (`application/problem+json`) with a stable machine-readable `code`. Nothing here logs
+//! and nothing internal leaks into a response body.
+
+use std::fmt;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use ecommesh_actors::{EntityError, Rejection, RejectionKind};
+use serde::Serialize;
+
+/// A field that failed validation, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// An error response.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        ApiError {
+            errors: vec![FieldError {
+                field: field.into(),
+                message: message.clone(),
+            }],
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("{field}: {message}"),
+            )
+        }
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    fn unavailable(code: &'static str, detail: String, retry_after: u64) -> Self {
+        ApiError {
+            retry_after_secs: Some(retry_after.max(1)),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.status.as_u16(),
+            self.code,
+            self.detail
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = Problem {
+            kind: format!(
+                "https://ecommesh.dev/problems/{}",
+                self.code.replace('_', "-")
+            ),
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            errors: &self.errors,
+        };
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if let Some(secs) = self.retry_after_secs {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        res.body(serde_json::to_string(&body).unwrap_or_default())
+    }
+}
+
+impl<R: Rejection> From<EntityError<R>> for ApiError {
+    fn from(e: EntityError<R>) -> Self {
+        match e {
+            EntityError::Rejected(r) => {
+                let status = match r.kind() {
+                    RejectionKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                    RejectionKind::NotFound => StatusCode::NOT_FOUND,
+                    RejectionKind::Conflict => StatusCode::CONFLICT,
+                };
+                ApiError::new(status, r.code(), r.to_string())
+            }
+            EntityError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            EntityError::Crashed { .. } => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "entity_crashed",
+                e.to_string(),
+            ),
+            EntityError::Quarantined { retry_after, .. } => ApiError::unavailable(
+                "entity_quarantined",
+                e.to_string(),
+                retry_after.as_secs_f64().ceil() as u64,
+            ),
+            EntityError::Overloaded { retry_after, .. } => {
+                ApiError::unavailable("overloaded", e.to_string(), retry_after.as_secs())
+            }
+            EntityError::Unavailable => ApiError::unavailable("unavailable", e.to_string(), 1),
+            EntityError::Storage(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                "the write could not be made durable",
+            ),
+        }
+    }
+}
+
+/// Turns body-parsing failures into 4xx problems that say what was wrong.
+pub fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    let api = match &err {
+        J::OverflowKnownLength { length, limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("body of {length} bytes exceeds the limit of {limit}"),
+        ),
+        J::Overflow { limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("body exceeds the limit of {limit} bytes"),
+        ),
+        J::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ),
+        J::Deserialize(e) if e.is_data() => ApiError {
+            errors: vec![FieldError {
+                field: "body".into(),
+                message: e.to_string(),
+            }],
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                e.to_string(),
+            )
+        },
+        J::Deserialize(e) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string())
+        }
+        other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.to_string()),
+    };
+    api.into()
+}
+
+/// Turns a path that does not parse into a 404 problem.
+pub fn path_error(
+    err: actix_web::error::PathError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    ApiError::not_found(err.to_string()).into()
+}

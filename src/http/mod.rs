@@ -1,0 +1,71 @@
+//! The HTTP surface: operability endpoints, the cart routes, error mapping and the
+//! request-metrics middleware.
+
+pub mod carts;
+pub mod errors;
+pub mod ops;
+
+use std::time::Instant;
+
+use actix_web::dev::Service;
+use actix_web::{web, HttpResponse};
+
+use crate::node::Node;
+use errors::ApiError;
+
+/// Registers every route on an actix-web app; used by the server and by request tests.
+pub fn configure(
+    node: web::Data<Node>,
+    max_body_bytes: usize,
+) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(node)
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(max_body_bytes)
+                    .error_handler(errors::json_error),
+            )
+            .app_data(web::PathConfig::default().error_handler(errors::path_error))
+            .route("/healthz", web::get().to(ops::healthz))
+            .route("/readyz", web::get().to(ops::readyz))
+            .route("/metrics", web::get().to(ops::metrics))
+            .service(web::scope("/api/v1").configure(carts::routes))
+            .default_service(web::to(not_found));
+    }
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Counts requests and times them, labelled by route pattern (not raw path, which would
+/// make one series per id).
+pub fn request_metrics<S, B>(
+    req: actix_web::dev::ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>>
+where
+    S: Service<
+        actix_web::dev::ServiceRequest,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+{
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let fut = srv.call(req);
+    async move {
+        let res = fut.await?;
+        let status = res.status().as_u16().to_string();
+        metrics::counter!("ecommesh_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+            .increment(1);
+        metrics::histogram!("ecommesh_http_request_duration_seconds", "route" => route)
+            .record(started.elapsed().as_secs_f64());
+        Ok(res)
+    }
+}

@@ -1,0 +1,14 @@
+//! The EcomMesh node: configuration, HTTP API, operability and wiring of the entity
+//! runtime (`ecommesh-actors`) onto the journal (`ecommesh-persistence`).
+//!
+//! `main.rs` only parses the command line; everything a test needs to boot the same node
+//! lives here.
+
+pub mod bench;
+pub mod config;
+pub mod http;
+pub mod node;
+pub mod telemetry;
+
+pub use config::Config;
+pub use node::run;

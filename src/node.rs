@@ -1,0 +1,150 @@
+//! Building and running a node: bind, open the journal, start the entity runtime, serve
+//! HTTP, and shut down gracefully.
+//!
+//! Start-up checks run before anything is written, and each failure is one line that says
+//! what is wrong and what to do: port in use, data directory not writable or in use by
+//! another process, shard count different from the one the directory was created with.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::{anyhow, Context};
+use ecommesh_actors::entities::{Cart, Customer, Order, Product};
+use ecommesh_actors::{Registry, Runtime};
+use ecommesh_persistence::{EventStore, SledStore, StoreError, StoreOptions};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::http;
+
+/// What request handlers share: the entity registries and the node's status.
+pub struct Node {
+    pub carts: Registry<Cart>,
+    pub products: Registry<Product>,
+    pub orders: Registry<Order>,
+    pub customers: Registry<Customer>,
+    pub shards: u32,
+    /// False until recovery is done, and again once shutdown has begun.
+    pub ready: AtomicBool,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl Node {
+    /// Starts one registry per entity kind on `runtime`.
+    pub fn new(runtime: &Runtime, metrics: Option<PrometheusHandle>) -> Self {
+        Node {
+            carts: runtime.registry(),
+            products: runtime.registry(),
+            orders: runtime.registry(),
+            customers: runtime.registry(),
+            shards: runtime.store().shard_count(),
+            ready: AtomicBool::new(false),
+            metrics,
+        }
+    }
+}
+
+/// Binds the HTTP port, with a clear error when it is taken.
+pub fn bind(config: &Config) -> anyhow::Result<TcpListener> {
+    let addr = config.listen_addr()?;
+    TcpListener::bind(addr).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            anyhow!("cannot listen on {addr}: the address is already in use; stop the other process or choose another with --listen")
+        }
+        _ => anyhow!("cannot listen on {addr}: {e}"),
+    })
+}
+
+/// Creates the data directory if needed and proves it is writable.
+pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    let shown = dir.display();
+    std::fs::create_dir_all(dir).map_err(|e| {
+        anyhow!("data directory {shown} cannot be created: {e}; choose another with --data-dir")
+    })?;
+    let probe = dir.join(".write-probe");
+    std::fs::write(&probe, b"ok")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| anyhow!("data directory {shown} is not writable: {e}; fix its permissions or choose another with --data-dir"))
+}
+
+/// Opens the journal, turning storage errors into instructions.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
+    let mut opts = StoreOptions::new(config.data_dir.join("journal"), config.shards);
+    opts.cache_capacity = config.cache_capacity_mb * 1024 * 1024;
+    let dir = config.data_dir.display();
+    match SledStore::open(&opts) {
+        Ok(s) => Ok(Arc::new(s)),
+        Err(StoreError::ShardCountMismatch { stored, requested }) => Err(anyhow!(
+            "data directory {dir} was created with {stored} shards, not {requested}; start with --shards {stored} \
+             (the shard count is fixed per data directory)"
+        )),
+        Err(StoreError::Locked { .. }) => {
+            Err(anyhow!("data directory {dir} is in use by another ecommesh process; stop it or choose another --data-dir"))
+        }
+        Err(e) => Err(anyhow!("cannot open the journal in {dir}: {e}")),
+    }
+}
+
+/// Runs a node until SIGTERM or SIGINT, then drains, flushes and returns.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let listener = bind(&config)?;
+    prepare_data_dir(&config.data_dir)?;
+    let store = open_store(&config)?;
+    let metrics = crate::telemetry::init_metrics().ok();
+    actix_web::rt::System::new().block_on(serve(config, listener, store, metrics))
+}
+
+async fn serve(
+    config: Config,
+    listener: TcpListener,
+    store: Arc<dyn EventStore>,
+    metrics: Option<PrometheusHandle>,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let runtime = Runtime::start(store, config.runtime());
+    let node = web::Data::new(Node::new(&runtime, metrics));
+    let max_body = config.max_body_bytes;
+    let app_node = node.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap_fn(http::request_metrics)
+            .configure(http::configure(app_node.clone(), max_body))
+    })
+    .workers(config.http_workers())
+    .shutdown_timeout(config.shutdown_timeout_secs)
+    .disable_signals()
+    .listen(listener)
+    .with_context(|| format!("cannot serve on {addr}"))?
+    .run();
+
+    let handle = server.handle();
+    let signal_node = node.clone();
+    actix_web::rt::spawn(async move {
+        let signal = wait_for_signal().await;
+        signal_node.ready.store(false, Ordering::Release);
+        tracing::info!(signal, "shutting down: draining in-flight requests");
+        handle.stop(true).await;
+    });
+
+    node.ready.store(true, Ordering::Release);
+    tracing::info!(%addr, shards = node.shards, data_dir = %config.data_dir.display(), "ecommesh ready");
+    // Machine-readable for scripts and tests that start the node on port 0.
+    println!("listening on http://{addr}");
+
+    server.await.context("http server failed")?;
+    runtime.shutdown().context("final flush failed")?;
+    tracing::info!("stopped cleanly; every acknowledged write is on disk");
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}
