@@ -51,6 +51,11 @@ impl EventStore for MemoryStore {
         events: &[NewEvent],
     ) -> Result<u64, StoreError> {
         let mut s = self.shard(shard)?.lock();
+        if events.is_empty() {
+            return Err(StoreError::Invalid(
+                "an append needs at least one event".into(),
+            ));
+        }
         let actual = s.journals.get(entity).map_or(0, |j| j.len() as u64);
         if actual != expected_seq {
             return Err(StoreError::Conflict {

@@ -1,17 +1,23 @@
 //! The sled implementation of [`EventStore`].
 //!
 //! Layout: one sled tree per shard (`shard-NNNN`), holding
-//! - `e | len u16 | entity | seq u64` -> envelope (the entity's journal, ordered by seq),
-//! - `l | offset u64` -> the `e` key of the event at that offset (the shard's log),
+//! - `e | len u16 | entity | last_seq u64` -> the events of one append (a record of
+//!   `[count u32]` then `[len u32][envelope]` per event), so an entity's journal is one
+//!   contiguous, seq-ordered range;
+//! - `l | last_offset u64` -> the `e` key of the append holding offsets
+//!   `last_offset - count + 1 ..= last_offset` (the shard's log);
 //! - `s | len u16 | entity` -> the entity's latest snapshot;
 //!
 //! plus a `meta` tree (shard count) and an `offsets` tree (`consumer | 0 | shard u32` ->
 //! offset). Integers are big-endian so that key order is numeric order.
 //!
-//! An append takes its shard's lock, checks the expected sequence number, and writes the
-//! events and their log entries in one atomic batch, so a shard's offsets follow append
-//! order and a reader never sees a hole. sled recovers to a consistent prefix of what was
-//! written after a crash; only what was [`flush`](EventStore::flush)ed is promised.
+//! Why one record per append, and not a sled `Batch`: every `apply_batch` writes a batch
+//! manifest to sled's log and serializes on a global lock; measured here it cut durable
+//! throughput at 64 writers from ~51k/s to ~11k/s. A single insert is atomic by itself.
+//! An append is two inserts, `l` then `e`, under the shard's lock; sled recovers a prefix
+//! of its log after a crash, so at most the shard's last `l` can point at an `e` that was
+//! lost, and [`SledStore::open`] drops such a torn tail (it was never flushed, so never
+//! acknowledged). Only what was [`flush`](EventStore::flush)ed is promised.
 
 use std::path::{Path, PathBuf};
 
@@ -95,13 +101,7 @@ impl SledStore {
         let mut shards = Vec::with_capacity(opts.shards as usize);
         for i in 0..opts.shards {
             let tree = db.open_tree(format!("shard-{i:04}")).map_err(storage)?;
-            let next = match tree.scan_prefix(b"l").next_back() {
-                Some(kv) => {
-                    let (k, _) = kv.map_err(storage)?;
-                    be_u64(&k[1..])? + 1
-                }
-                None => 1,
-            };
+            let next = repair_tail(&tree, i)? + 1;
             shards.push(Shard {
                 tree,
                 next_offset: Mutex::new(next),
@@ -135,6 +135,57 @@ fn open_error(path: &Path, e: sled::Error) -> StoreError {
         }
     }
     StoreError::Storage(format!("cannot open {}: {e}", path.display()))
+}
+
+/// Drops the shard's last log entry if the append it points at was lost in a crash, and
+/// returns the last offset in use (0 for an empty shard).
+fn repair_tail(tree: &sled::Tree, shard: u32) -> Result<u64, StoreError> {
+    let Some(kv) = tree.scan_prefix(b"l").next_back() else {
+        return Ok(0);
+    };
+    let (k, event_key) = kv.map_err(storage)?;
+    if tree.contains_key(&event_key).map_err(storage)? {
+        return be_u64(&k[1..]);
+    }
+    tracing::warn!(
+        shard,
+        "dropping a torn, never-acknowledged append at the end of the shard log"
+    );
+    tree.remove(&k).map_err(storage)?;
+    match tree.scan_prefix(b"l").next_back() {
+        Some(kv) => be_u64(&kv.map_err(storage)?.0[1..]),
+        None => Ok(0),
+    }
+}
+
+fn log_key(offset: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'l';
+    k[1..].copy_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// Decodes the events of one append record.
+fn decode_record(raw: &[u8]) -> Result<Vec<EventEnvelope>, StoreError> {
+    let torn = || StoreError::Corrupt("append record truncated".into());
+    let count =
+        u32::from_be_bytes(raw.get(..4).ok_or_else(torn)?.try_into().expect("4 bytes")) as usize;
+    let mut out = Vec::with_capacity(count);
+    let mut at = 4;
+    for _ in 0..count {
+        let len = u32::from_be_bytes(
+            raw.get(at..at + 4)
+                .ok_or_else(torn)?
+                .try_into()
+                .expect("4 bytes"),
+        ) as usize;
+        at += 4;
+        out.push(EventEnvelope::decode(
+            raw.get(at..at + len).ok_or_else(torn)?,
+        )?);
+        at += len;
+    }
+    Ok(out)
 }
 
 fn be_u64(b: &[u8]) -> Result<u64, StoreError> {
@@ -185,6 +236,11 @@ impl EventStore for SledStore {
         events: &[NewEvent],
     ) -> Result<u64, StoreError> {
         let s = self.shard(shard)?;
+        if events.is_empty() {
+            return Err(StoreError::Invalid(
+                "an append needs at least one event".into(),
+            ));
+        }
         let prefix = entity_prefix(b'e', entity)?;
         let mut next_offset = s.next_offset.lock();
         let actual = last_seq_in(&s.tree, &prefix)?;
@@ -195,13 +251,17 @@ impl EventStore for SledStore {
                 actual,
             });
         }
-        let mut batch = sled::Batch::default();
+        let mut record = Vec::with_capacity(
+            4 + events
+                .iter()
+                .map(|e| 40 + entity.len() + e.payload.len())
+                .sum::<usize>(),
+        );
+        record.extend_from_slice(&(events.len() as u32).to_be_bytes());
         let mut seq = expected_seq;
-        let mut offset = *next_offset;
         for ev in events {
             seq += 1;
-            let key = event_key(&prefix, seq);
-            let value = encode_parts(
+            let env = encode_parts(
                 entity,
                 seq,
                 ev.schema_version,
@@ -209,15 +269,16 @@ impl EventStore for SledStore {
                 ev.timestamp_ms,
                 &ev.payload,
             )?;
-            let mut log_key = [0u8; 9];
-            log_key[0] = b'l';
-            log_key[1..].copy_from_slice(&offset.to_be_bytes());
-            batch.insert(&log_key[..], key.as_slice());
-            batch.insert(key, value);
-            offset += 1;
+            record.extend_from_slice(&(env.len() as u32).to_be_bytes());
+            record.extend_from_slice(&env);
         }
-        s.tree.apply_batch(batch).map_err(storage)?;
-        *next_offset = offset;
+        let key = event_key(&prefix, seq);
+        let last_offset = *next_offset + events.len() as u64 - 1;
+        s.tree
+            .insert(log_key(last_offset), key.as_slice())
+            .map_err(storage)?;
+        s.tree.insert(key, record).map_err(storage)?;
+        *next_offset = last_offset + 1;
         Ok(seq)
     }
 
@@ -234,7 +295,11 @@ impl EventStore for SledStore {
         let mut out = Vec::new();
         for kv in s.tree.range(start..=end) {
             let (_, v) = kv.map_err(storage)?;
-            out.push(EventEnvelope::decode(&v)?);
+            for env in decode_record(&v)? {
+                if env.seq > after_seq {
+                    out.push(env);
+                }
+            }
         }
         Ok(out)
     }
@@ -272,22 +337,27 @@ impl EventStore for SledStore {
         limit: usize,
     ) -> Result<Vec<ShardEvent>, StoreError> {
         let s = self.shard(shard)?;
-        let mut start = [0u8; 9];
-        start[0] = b'l';
-        start[1..].copy_from_slice(&from_offset.max(1).to_be_bytes());
-        let mut end = [0xffu8; 9];
-        end[0] = b'l';
+        let from = from_offset.max(1);
         let mut out = Vec::new();
-        for kv in s.tree.range(start..=end).take(limit) {
+        for kv in s.tree.range(log_key(from)..=log_key(u64::MAX)) {
+            if out.len() >= limit {
+                break;
+            }
             let (k, event_key) = kv.map_err(storage)?;
-            let offset = be_u64(&k[1..])?;
+            let last_offset = be_u64(&k[1..])?;
             let raw = s.tree.get(&event_key).map_err(storage)?.ok_or_else(|| {
-                StoreError::Corrupt(format!("shard {shard} offset {offset} points at no event"))
+                StoreError::Corrupt(format!(
+                    "shard {shard} offset {last_offset} points at no event"
+                ))
             })?;
-            out.push(ShardEvent {
-                offset,
-                event: EventEnvelope::decode(&raw)?,
-            });
+            let events = decode_record(&raw)?;
+            let first_offset = last_offset + 1 - events.len() as u64;
+            for (i, event) in events.into_iter().enumerate() {
+                let offset = first_offset + i as u64;
+                if offset >= from && out.len() < limit {
+                    out.push(ShardEvent { offset, event });
+                }
+            }
         }
         Ok(out)
     }
@@ -332,13 +402,51 @@ mod tests {
 
     #[test]
     fn passes_the_shared_suite() {
+        let dirs = std::cell::RefCell::new(Vec::new());
         crate::testing::suite(|| {
             let dir = tempfile::tempdir().unwrap();
             let store = SledStore::open(&StoreOptions::new(dir.path().join("db"), 4)).unwrap();
-            // Keep the directory alive as long as the store.
-            std::mem::forget(dir);
+            dirs.borrow_mut().push(dir); // removed when the test ends
             Arc::new(store) as Arc<dyn EventStore>
         });
+    }
+
+    #[test]
+    fn a_torn_tail_left_by_a_crash_is_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::new(dir.path().join("db"), 1);
+        {
+            let s = SledStore::open(&opts).unwrap();
+            s.append(
+                0,
+                "a",
+                0,
+                &[crate::testing::event("x", 1), crate::testing::event("y", 2)],
+            )
+            .unwrap();
+            s.flush().unwrap();
+        }
+        {
+            // What a crash between the two inserts of an append leaves: a log entry
+            // whose events never reached the disk.
+            let db = sled::open(&opts.path).unwrap();
+            let tree = db.open_tree("shard-0000").unwrap();
+            tree.insert(log_key(3), event_key(&entity_prefix(b'e', "a").unwrap(), 3))
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let s = SledStore::open(&opts).unwrap();
+        assert_eq!(s.read_shard(0, 1, 10).unwrap().len(), 2);
+        s.append(0, "a", 2, &[crate::testing::event("z", 3)])
+            .unwrap();
+        let log: Vec<u64> = s
+            .read_shard(0, 1, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.offset)
+            .collect();
+        assert_eq!(log, vec![1, 2, 3]);
+        assert_eq!(s.read_entity(0, "a", 0).unwrap().len(), 3);
     }
 
     #[test]
