@@ -15,7 +15,7 @@ use ecommesh_persistence::{EventStore, GroupCommit, ShardId, StoreError};
 
 use crate::entity::Entity;
 use crate::error::EntityError;
-use crate::shard::{Execute, LiveCount, Read, Reply, Shard, ShardSettings};
+use crate::shard::{Execute, LiveCount, Pending, Read, Reply, Shard, ShardSettings};
 use crate::supervisor::CrashPolicy;
 
 /// The FNV-1a 64-bit hash of `kind/id`, stable across builds and platforms.
@@ -208,7 +208,7 @@ impl<E: Entity> Registry<E> {
 
     async fn send<M>(&self, shard: ShardId, msg: M) -> Outcome<E>
     where
-        M: Message<Result = Outcome<E>> + Send + 'static,
+        M: Message<Result = Pending<E>> + Send + 'static,
         Shard<E>: Handler<M>,
         <Shard<E> as Actor>::Context: actix::dev::ToEnvelope<Shard<E>, M>,
     {
@@ -221,13 +221,18 @@ impl<E: Entity> Registry<E> {
                 retry_after: Duration::from_secs(1),
             });
         }
-        match handle.addr.send(msg).await {
-            Ok(outcome) => outcome,
+        let (reply, ticket) = match handle.addr.send(msg).await {
+            Ok(pending) => pending?,
             Err(_) => {
                 handle.queued.fetch_sub(1, Ordering::Relaxed);
-                Err(EntityError::Unavailable)
+                return Err(EntityError::Unavailable);
             }
+        };
+        // Acknowledge nothing before it is on disk.
+        if let Some(ticket) = ticket {
+            ticket.await.map_err(EntityError::Storage)?;
         }
+        Ok(reply)
     }
 
     /// The number of live entities of this kind, over all shards.

@@ -37,7 +37,13 @@ pub struct Reply<S> {
     pub state: S,
 }
 
-type Outcome<E> = Result<Reply<<E as Entity>::State>, EntityError<<E as Entity>::Rejection>>;
+/// What a shard answers at once: the reply, and the flush to wait for before it may be
+/// shown to anyone. The caller waits for the flush itself, so that the group-commit
+/// thread wakes the caller directly instead of waking the shard's thread first.
+pub type Pending<E> = Result<
+    (Reply<<E as Entity>::State>, Option<FlushTicket>),
+    EntityError<<E as Entity>::Rejection>,
+>;
 
 /// Runs a command against an entity. With `expected_seq`, the command is refused unless
 /// the entity is exactly at that sequence number (optimistic concurrency).
@@ -48,7 +54,7 @@ pub struct Execute<E: Entity> {
 }
 
 impl<E: Entity> Message for Execute<E> {
-    type Result = Outcome<E>;
+    type Result = Pending<E>;
 }
 
 /// Reads an entity's current (durable) state.
@@ -58,7 +64,7 @@ pub struct Read<E: Entity> {
 }
 
 impl<E: Entity> Message for Read<E> {
-    type Result = Outcome<E>;
+    type Result = Pending<E>;
 }
 
 /// Asks how many entities the shard hosts right now.
@@ -349,33 +355,21 @@ impl<E: Entity> Actor for Shard<E> {
     }
 }
 
-fn wait_durable<E: Entity>(
-    result: Result<(Reply<E::State>, Option<FlushTicket>), EntityError<E::Rejection>>,
-) -> ResponseFuture<Outcome<E>> {
-    Box::pin(async move {
-        let (reply, ticket) = result?;
-        if let Some(ticket) = ticket {
-            ticket.await.map_err(EntityError::Storage)?;
-        }
-        Ok(reply)
-    })
-}
-
 impl<E: Entity> Handler<Execute<E>> for Shard<E> {
-    type Result = ResponseFuture<Outcome<E>>;
+    type Result = MessageResult<Execute<E>>;
 
     fn handle(&mut self, msg: Execute<E>, _: &mut Self::Context) -> Self::Result {
         self.queued.fetch_sub(1, Ordering::Relaxed);
-        wait_durable::<E>(self.execute(&msg))
+        MessageResult(self.execute(&msg))
     }
 }
 
 impl<E: Entity> Handler<Read<E>> for Shard<E> {
-    type Result = ResponseFuture<Outcome<E>>;
+    type Result = MessageResult<Read<E>>;
 
     fn handle(&mut self, msg: Read<E>, _: &mut Self::Context) -> Self::Result {
         self.queued.fetch_sub(1, Ordering::Relaxed);
-        wait_durable::<E>(self.read(&msg.id))
+        MessageResult(self.read(&msg.id))
     }
 }
 
