@@ -202,10 +202,7 @@ impl<E: Entity> Shard<E> {
         }
     }
 
-    fn execute(
-        &mut self,
-        msg: &Execute<E>,
-    ) -> Result<(Reply<E::State>, Option<FlushTicket>), EntityError<E::Rejection>> {
+    fn execute(&mut self, msg: &Execute<E>) -> Pending<E> {
         let now = Instant::now();
         let wall_ms = now_ms();
         self.activate(&msg.id, now)?;
@@ -301,10 +298,7 @@ impl<E: Entity> Shard<E> {
         ))
     }
 
-    fn read(
-        &mut self,
-        id: &str,
-    ) -> Result<(Reply<E::State>, Option<FlushTicket>), EntityError<E::Rejection>> {
+    fn read(&mut self, id: &str) -> Pending<E> {
         let now = Instant::now();
         self.activate(id, now)?;
         let elapsed = self.elapsed_ms(now);

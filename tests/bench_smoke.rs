@@ -1,0 +1,68 @@
+//! The benchmark command runs end to end and reports consistent figures. This checks the
+//! report, never the speed: speed is measured by running the benchmark, not by tests.
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn bench_journal_produces_a_consistent_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = Command::new(common::BIN)
+        .args([
+            "bench",
+            "journal",
+            "--seconds",
+            "0.2",
+            "--entities",
+            "2000",
+            "--writers",
+            "1,8",
+        ])
+        .arg("--dir")
+        .arg(dir.path().join("b"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("machine:") && stdout.contains("raw fsync"),
+        "{stdout}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(r["fsync_per_sec"].as_f64().unwrap() > 0.0);
+    let rates = r["durable_writes"].as_array().unwrap();
+    assert_eq!(
+        rates
+            .iter()
+            .map(|w| w["writers"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 8]
+    );
+    for w in rates {
+        assert!(w["ops"].as_u64().unwrap() > 0, "{w}");
+        assert!(
+            w["p50_us"].as_u64().unwrap() <= w["p99_us"].as_u64().unwrap(),
+            "{w}"
+        );
+        assert!(
+            w["p99_us"].as_u64().unwrap() <= w["max_us"].as_u64().unwrap(),
+            "{w}"
+        );
+    }
+    assert_eq!(r["idle_entities"], 2000);
+    assert!(
+        r["activation_1000_events_with_snapshot_us"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(r["state_bytes_per_entity"].as_u64().unwrap() > 0);
+}
