@@ -15,7 +15,7 @@ use ecommesh_persistence::{EventStore, GroupCommit, ShardId, StoreError};
 
 use crate::entity::Entity;
 use crate::error::EntityError;
-use crate::shard::{Execute, LiveCount, Pending, Read, Reply, Shard, ShardSettings};
+use crate::shard::{Execute, LiveCount, Outcome, Read, ReplyTo, Shard, ShardSettings};
 use crate::supervisor::CrashPolicy;
 
 /// The FNV-1a 64-bit hash of `kind/id`, stable across builds and platforms.
@@ -165,8 +165,6 @@ impl<E: Entity> Clone for Registry<E> {
     }
 }
 
-type Outcome<E> = Result<Reply<<E as Entity>::State>, EntityError<<E as Entity>::Rejection>>;
-
 impl<E: Entity> Registry<E> {
     pub fn shard_of(&self, id: &str) -> ShardId {
         shard_for(E::KIND, id, self.shards.len() as u32)
@@ -181,34 +179,25 @@ impl<E: Entity> Registry<E> {
     ) -> Outcome<E> {
         let id = id.into();
         let shard = self.shard_of(&id);
-        self.send(
-            shard,
-            Execute {
-                id,
-                command,
-                expected_seq,
-            },
-        )
+        self.send(shard, |reply_to| Execute {
+            id,
+            command,
+            expected_seq,
+            reply_to,
+        })
         .await
     }
 
-    /// Reads entity `id` (activating it if needed).
+    /// Reads entity `id` (activating it if needed); shows only what is durable.
     pub async fn read(&self, id: impl Into<String>) -> Outcome<E> {
         let id = id.into();
         let shard = self.shard_of(&id);
-        self.send(
-            shard,
-            Read {
-                id,
-                _entity: PhantomData,
-            },
-        )
-        .await
+        self.send(shard, |reply_to| Read { id, reply_to }).await
     }
 
-    async fn send<M>(&self, shard: ShardId, msg: M) -> Outcome<E>
+    async fn send<M>(&self, shard: ShardId, message: impl FnOnce(ReplyTo<E>) -> M) -> Outcome<E>
     where
-        M: Message<Result = Pending<E>> + Send + 'static,
+        M: Message<Result = ()> + Send + 'static,
         Shard<E>: Handler<M>,
         <Shard<E> as Actor>::Context: actix::dev::ToEnvelope<Shard<E>, M>,
     {
@@ -221,18 +210,11 @@ impl<E: Entity> Registry<E> {
                 retry_after: Duration::from_secs(1),
             });
         }
-        let (reply, ticket) = match handle.addr.send(msg).await {
-            Ok(pending) => pending?,
-            Err(_) => {
-                handle.queued.fetch_sub(1, Ordering::Relaxed);
-                return Err(EntityError::Unavailable);
-            }
-        };
-        // Acknowledge nothing before it is on disk.
-        if let Some(ticket) = ticket {
-            ticket.await.map_err(EntityError::Storage)?;
-        }
-        Ok(reply)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Our counter bounds the mailbox, so actix's own bound is never reached here.
+        handle.addr.do_send(message(tx));
+        // A dropped sender means the shard is gone (shutdown).
+        rx.await.unwrap_or(Err(EntityError::Unavailable))
     }
 
     /// The number of live entities of this kind, over all shards.

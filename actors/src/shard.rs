@@ -15,15 +15,13 @@
 //!   ever reported that a crash could take back.
 
 use std::collections::HashMap;
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use ecommesh_persistence::{
-    now_ms, EventStore, FlushTicket, GroupCommit, NewEvent, ShardId, StoreError,
-};
+use ecommesh_persistence::{now_ms, EventStore, GroupCommit, NewEvent, ShardId, StoreError};
+use tokio::sync::oneshot;
 
 use crate::entity::{encode_event, Entity};
 use crate::error::EntityError;
@@ -37,13 +35,13 @@ pub struct Reply<S> {
     pub state: S,
 }
 
-/// What a shard answers at once: the reply, and the flush to wait for before it may be
-/// shown to anyone. The caller waits for the flush itself, so that the group-commit
-/// thread wakes the caller directly instead of waking the shard's thread first.
-pub type Pending<E> = Result<
-    (Reply<<E as Entity>::State>, Option<FlushTicket>),
-    EntityError<<E as Entity>::Rejection>,
->;
+/// The outcome of a command or read.
+pub type Outcome<E> = Result<Reply<<E as Entity>::State>, EntityError<<E as Entity>::Rejection>>;
+
+/// Where a shard sends an outcome. A reply that must wait for durability is handed to
+/// the group-commit writer, which sends it straight to the caller after the flush: one
+/// thread hop instead of waking the shard's thread again.
+pub type ReplyTo<E> = oneshot::Sender<Outcome<E>>;
 
 /// Runs a command against an entity. With `expected_seq`, the command is refused unless
 /// the entity is exactly at that sequence number (optimistic concurrency).
@@ -51,21 +49,35 @@ pub struct Execute<E: Entity> {
     pub id: String,
     pub command: E::Command,
     pub expected_seq: Option<u64>,
+    pub reply_to: ReplyTo<E>,
 }
 
 impl<E: Entity> Message for Execute<E> {
-    type Result = Pending<E>;
+    type Result = ();
 }
 
 /// Reads an entity's current (durable) state.
 pub struct Read<E: Entity> {
     pub id: String,
-    pub _entity: PhantomData<fn() -> E>,
+    pub reply_to: ReplyTo<E>,
 }
 
 impl<E: Entity> Message for Read<E> {
-    type Result = Pending<E>;
+    type Result = ();
 }
+
+/// When a reply may be sent.
+enum Durable {
+    /// Everything it shows is on disk already.
+    Now,
+    /// It shows writes still waiting for group commit.
+    AfterFlush,
+    /// The command wrote events: wait for them, and remember the batch on the entity.
+    AfterWrite,
+}
+
+type Pending<E> =
+    Result<(Reply<<E as Entity>::State>, Durable), EntityError<<E as Entity>::Rejection>>;
 
 /// Asks how many entities the shard hosts right now.
 pub struct LiveCount;
@@ -239,13 +251,17 @@ impl<E: Entity> Shard<E> {
             }
         };
         if events.is_empty() {
-            let ticket = (!self.commit.is_durable(slot.write_batch)).then(|| self.commit.request());
+            let durable = if self.commit.is_durable(slot.write_batch) {
+                Durable::Now
+            } else {
+                Durable::AfterFlush
+            };
             return Ok((
                 Reply {
                     seq: slot.seq,
                     state: slot.state.clone(),
                 },
-                ticket,
+                durable,
             ));
         }
         let key = store_key::<E>(&msg.id);
@@ -284,8 +300,6 @@ impl<E: Entity> Shard<E> {
                 }
             }
         }
-        let ticket = self.commit.request();
-        slot.write_batch = ticket.batch();
         metrics::counter!("ecommesh_journal_appends_total", "kind" => E::KIND).increment(1);
         metrics::counter!("ecommesh_journal_events_total", "kind" => E::KIND)
             .increment(events.len() as u64);
@@ -294,7 +308,7 @@ impl<E: Entity> Shard<E> {
                 seq,
                 state: slot.state.clone(),
             },
-            Some(ticket),
+            Durable::AfterWrite,
         ))
     }
 
@@ -304,14 +318,41 @@ impl<E: Entity> Shard<E> {
         let elapsed = self.elapsed_ms(now);
         let slot = self.entities.get_mut(id).expect("activated above");
         slot.last_used_ms = elapsed;
-        let ticket = (!self.commit.is_durable(slot.write_batch)).then(|| self.commit.request());
+        let durable = if self.commit.is_durable(slot.write_batch) {
+            Durable::Now
+        } else {
+            Durable::AfterFlush
+        };
         Ok((
             Reply {
                 seq: slot.seq,
                 state: slot.state.clone(),
             },
-            ticket,
+            durable,
         ))
+    }
+
+    /// Sends the outcome now, or hands it to group commit to send once it is durable.
+    fn respond(&mut self, id: &str, pending: Pending<E>, reply_to: ReplyTo<E>) {
+        let (reply, durable) = match pending {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply_to.send(Err(e));
+                return;
+            }
+        };
+        if let Durable::Now = durable {
+            let _ = reply_to.send(Ok(reply));
+            return;
+        }
+        let batch = self.commit.on_durable(move |flushed| {
+            let _ = reply_to.send(flushed.map(|()| reply).map_err(EntityError::Storage));
+        });
+        if let Durable::AfterWrite = durable {
+            if let Some(slot) = self.entities.get_mut(id) {
+                slot.write_batch = batch;
+            }
+        }
     }
 
     /// Stops hosting entities idle for longer than the idle timeout; they come back from
@@ -350,20 +391,22 @@ impl<E: Entity> Actor for Shard<E> {
 }
 
 impl<E: Entity> Handler<Execute<E>> for Shard<E> {
-    type Result = MessageResult<Execute<E>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Execute<E>, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Execute<E>, _: &mut Self::Context) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
-        MessageResult(self.execute(&msg))
+        let pending = self.execute(&msg);
+        self.respond(&msg.id, pending, msg.reply_to);
     }
 }
 
 impl<E: Entity> Handler<Read<E>> for Shard<E> {
-    type Result = MessageResult<Read<E>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Read<E>, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Read<E>, _: &mut Self::Context) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
-        MessageResult(self.read(&msg.id))
+        let pending = self.read(&msg.id);
+        self.respond(&msg.id, pending, msg.reply_to);
     }
 }
 
