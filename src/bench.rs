@@ -11,7 +11,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -22,7 +21,7 @@ use ecommesh_actors::recovery::{recover, snapshot};
 use ecommesh_actors::registry::shard_for;
 use ecommesh_actors::shard::store_key;
 use ecommesh_actors::{Entity, Runtime, RuntimeConfig};
-use ecommesh_persistence::{EventStore, SledStore, StoreOptions};
+use ecommesh_persistence::{open_store, EventStore, StoreOptions};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -99,10 +98,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "raw fsync, 1 writer (200 B + fdatasync): {fsync_per_sec:>10.0} /s   p50 {fsync_p50_us} us"
     );
 
-    let store: Arc<dyn EventStore> = Arc::new(SledStore::open(&StoreOptions::new(
-        dir.join("journal"),
-        64,
-    ))?);
+    let store = open_store(&StoreOptions::new(dir.join("journal"), 64))?;
     let report = actix_web::rt::System::new().block_on(async {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let cfg = RuntimeConfig {

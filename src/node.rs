@@ -14,7 +14,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::{anyhow, Context};
 use ecommesh_actors::entities::{Cart, Customer, Order, Product};
 use ecommesh_actors::{Registry, Runtime};
-use ecommesh_persistence::{EventStore, SledStore, StoreError, StoreOptions};
+use ecommesh_persistence::{EventStore, StoreError, StoreOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
@@ -75,8 +75,8 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
     let mut opts = StoreOptions::new(config.data_dir.join("journal"), config.shards);
     opts.cache_capacity = config.cache_capacity_mb * 1024 * 1024;
     let dir = config.data_dir.display();
-    match SledStore::open(&opts) {
-        Ok(s) => Ok(Arc::new(s)),
+    match ecommesh_persistence::open_store(&opts) {
+        Ok(s) => Ok(s),
         Err(StoreError::ShardCountMismatch { stored, requested }) => Err(anyhow!(
             "data directory {dir} was created with {stored} shards, not {requested}; start with --shards {stored} \
              (the shard count is fixed per data directory)"

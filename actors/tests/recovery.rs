@@ -1,15 +1,13 @@
 //! Recovery: snapshot + tail must give exactly the state of a full replay, whatever the
 //! command sequence and snapshot interval (property test), and old events stay readable.
 
-use std::sync::Arc;
-
 use ecommesh_actors::entities::cart::{Cart, CartCommand};
 use ecommesh_actors::entities::product::{Product, ProductCommand, ProductDetails, ProductState};
 use ecommesh_actors::entity::{decode_event, encode_event};
 use ecommesh_actors::recovery::{recover, snapshot};
 use ecommesh_actors::shard::store_key;
 use ecommesh_actors::{Currency, Entity, Money};
-use ecommesh_persistence::{EventStore, MemoryStore, SledStore, StoreOptions};
+use ecommesh_persistence::{open_store, EventStore, MemoryStore, StoreOptions};
 use proptest::prelude::*;
 
 /// Drives `commands` through `handle`/`apply` as the shard does, appending to `store` and
@@ -152,8 +150,7 @@ proptest! {
 #[test]
 fn recovery_replays_only_the_tail_after_the_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> =
-        Arc::new(SledStore::open(&StoreOptions::new(dir.path().join("db"), 1)).unwrap());
+    let store = open_store(&StoreOptions::new(dir.path().join("db"), 1)).unwrap();
     let cmds: Vec<_> = (0..25)
         .map(|i| {
             (

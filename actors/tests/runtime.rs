@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ecommesh_actors::entities::cart::{Cart, CartCommand};
 use ecommesh_actors::{Entity, EntityError, Rejection, RejectionKind, Runtime, RuntimeConfig};
-use ecommesh_persistence::{EventStore, SledStore, StoreOptions};
+use ecommesh_persistence::{open_store, EventStore, StoreOptions};
 use serde::{Deserialize, Serialize};
 
 /// A test-only entity whose commands can panic or block its shard.
@@ -67,7 +67,7 @@ impl Entity for Counter {
 }
 
 fn open(dir: &tempfile::TempDir, shards: u32) -> Arc<dyn EventStore> {
-    Arc::new(SledStore::open(&StoreOptions::new(dir.path().join("db"), shards)).unwrap())
+    open_store(&StoreOptions::new(dir.path().join("db"), shards)).unwrap()
 }
 
 fn config() -> RuntimeConfig {

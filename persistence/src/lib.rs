@@ -30,6 +30,12 @@ pub use journal::{EventStore, ShardEvent, ShardId};
 pub use memory::MemoryStore;
 pub use sled_store::{SledStore, StoreOptions};
 
+/// Opens the durable store of a data directory with the default engine. Code outside
+/// this crate calls this rather than naming the engine, so the engine can be swapped.
+pub fn open_store(opts: &StoreOptions) -> Result<std::sync::Arc<dyn EventStore>, StoreError> {
+    Ok(std::sync::Arc::new(SledStore::open(opts)?))
+}
+
 /// Milliseconds since the Unix epoch, the timestamp unit of every stored envelope.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
