@@ -44,6 +44,9 @@ pub struct BenchArgs {
     /// Concurrency levels for durable writes.
     #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
     pub writers: Vec<usize>,
+    /// Group-commit delay under load, in microseconds (as `commit_delay_us`).
+    #[arg(long, default_value_t = 300)]
+    pub commit_delay_us: u64,
     /// Directory for the benchmark's journal (default: a fresh temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -105,6 +108,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             arbiters: cores,
             idle_timeout: Duration::from_secs(3600),
             mailbox_capacity: 1 << 16,
+            commit_delay: Duration::from_micros(args.commit_delay_us),
             ..RuntimeConfig::default()
         };
         let runtime = Runtime::start(store.clone(), cfg);

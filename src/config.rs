@@ -30,6 +30,7 @@ pub struct Config {
     pub crash_window_secs: u64,
     pub quarantine_secs: u64,
     pub arbiters: usize,
+    pub commit_delay_us: u64,
     pub http_workers: usize,
     pub max_body_bytes: usize,
     pub shutdown_timeout_secs: u64,
@@ -51,6 +52,7 @@ impl Default for Config {
             crash_window_secs: 60,
             quarantine_secs: 60,
             arbiters: 0,
+            commit_delay_us: 300,
             http_workers: 0,
             max_body_bytes: 64 * 1024,
             shutdown_timeout_secs: 30,
@@ -102,6 +104,10 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_ARBITERS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arbiters: Option<usize>,
+    /// Under load, microseconds a journal flush may wait for its batch to fill (0: never).
+    #[arg(long, global = true, env = "ECOMMESH_COMMIT_DELAY_US")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_delay_us: Option<u64>,
     /// HTTP worker threads (0: one per core).
     #[arg(long, global = true, env = "ECOMMESH_HTTP_WORKERS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,6 +182,7 @@ impl Config {
         range("crash_window_secs", self.crash_window_secs, 1, 24 * 3600)?;
         range("quarantine_secs", self.quarantine_secs, 1, 24 * 3600)?;
         range("arbiters", self.arbiters, 0, 256)?;
+        range("commit_delay_us", self.commit_delay_us, 0, 100_000)?;
         range("http_workers", self.http_workers, 0, 256)?;
         range("max_body_bytes", self.max_body_bytes, 256, 64 << 20)?;
         range("shutdown_timeout_secs", self.shutdown_timeout_secs, 0, 3600)?;
@@ -232,6 +239,7 @@ impl Config {
             } else {
                 self.arbiters
             },
+            commit_delay: Duration::from_micros(self.commit_delay_us),
         }
     }
 }

