@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use ecommesh::bench::BenchArgs;
 use ecommesh::config::{Config, Overrides};
 
+/// sled allocates on every insert (node copies); mimalloc made durable writes faster
+/// than glibc's allocator on our 2-core machines (see README, Benchmarks).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ecommesh",
