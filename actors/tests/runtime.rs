@@ -8,6 +8,9 @@ use ecommesh_actors::{Entity, EntityError, Rejection, RejectionKind, Runtime, Ru
 use ecommesh_persistence::{open_store, EventStore, StoreOptions};
 use serde::{Deserialize, Serialize};
 
+/// Set once a `Block` command has started: its shard's thread is busy from then on.
+static BLOCKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A test-only entity whose commands can panic or block its shard.
 struct Counter;
 
@@ -50,6 +53,7 @@ impl Entity for Counter {
             CounterCmd::Add(n) => Ok(vec![CounterEvent::Added(*n)]),
             CounterCmd::Panic => panic!("test-only panic"),
             CounterCmd::Block(d) => {
+                BLOCKING.store(true, std::sync::atomic::Ordering::SeqCst);
                 std::thread::sleep(*d);
                 Ok(vec![])
             }
@@ -260,7 +264,10 @@ async fn a_full_shard_answers_overloaded_instead_of_queueing() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Wait until the shard is busy with the blocker (it has left the mailbox).
+    while !BLOCKING.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let mut queued = Vec::new();
     for i in 0..20 {
         let c = counters.clone();
