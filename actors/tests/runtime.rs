@@ -1,10 +1,13 @@
 //! The entity runtime end to end: real shard actors, a real sled journal in a temp dir.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::Never;
 use ecommesh_actors::entities::cart::{Cart, CartCommand};
-use ecommesh_actors::{Entity, EntityError, Rejection, RejectionKind, Runtime, RuntimeConfig};
+use ecommesh_actors::{Entity, EntityError, Runtime, RuntimeConfig};
 use ecommesh_persistence::{open_store, EventStore, StoreOptions};
 use serde::{Deserialize, Serialize};
 
@@ -26,19 +29,6 @@ enum CounterCmd {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum CounterEvent {
     Added(u64),
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("never")]
-struct Never;
-
-impl Rejection for Never {
-    fn code(&self) -> &'static str {
-        "never"
-    }
-    fn kind(&self) -> RejectionKind {
-        RejectionKind::Invalid
-    }
 }
 
 impl Entity for Counter {

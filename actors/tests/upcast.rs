@@ -1,10 +1,13 @@
 //! Upcasting: an entity whose event schema moved to version 2 still reads version-1
 //! events from its journal, through `Entity::upcast`.
 
+mod common;
+
+use common::Never;
 use ecommesh_actors::entity::{decode_event, encode_event};
 use ecommesh_actors::recovery::recover;
 use ecommesh_actors::shard::store_key;
-use ecommesh_actors::{Entity, Rejection, RejectionKind};
+use ecommesh_actors::Entity;
 use ecommesh_persistence::{Codec, CodecError, DefaultCodec, EventStore, MemoryStore, NewEvent};
 use serde::{Deserialize, Serialize};
 
@@ -18,19 +21,6 @@ enum MeterEventV1 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum MeterEvent {
     Read { milli: u64, source: String },
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("never")]
-struct Never;
-
-impl Rejection for Never {
-    fn code(&self) -> &'static str {
-        "never"
-    }
-    fn kind(&self) -> RejectionKind {
-        RejectionKind::Invalid
-    }
 }
 
 struct Meter;

@@ -77,6 +77,30 @@ pub struct ProductPatch {
     pub images: Option<Vec<String>>,
 }
 
+impl ProductPatch {
+    /// Overwrites the fields this patch sets.
+    pub fn apply_to(&self, d: &mut ProductDetails) {
+        if let Some(v) = &self.name {
+            d.name = v.clone();
+        }
+        if let Some(v) = &self.description {
+            d.description = v.clone();
+        }
+        if let Some(v) = &self.category {
+            d.category = v.clone();
+        }
+        if let Some(v) = &self.brand {
+            d.brand = v.clone();
+        }
+        if let Some(v) = &self.price {
+            d.price = *v;
+        }
+        if let Some(v) = &self.images {
+            d.images = v.clone();
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProductCommand {
     Create {
@@ -302,24 +326,7 @@ impl Entity for Product {
                     return Err(ProductRejection::Archived);
                 }
                 let mut merged = details.clone();
-                if let Some(v) = &patch.name {
-                    merged.name = v.clone();
-                }
-                if let Some(v) = &patch.description {
-                    merged.description = v.clone();
-                }
-                if let Some(v) = &patch.category {
-                    merged.category = v.clone();
-                }
-                if let Some(v) = &patch.brand {
-                    merged.brand = v.clone();
-                }
-                if let Some(v) = &patch.price {
-                    merged.price = *v;
-                }
-                if let Some(v) = &patch.images {
-                    merged.images = v.clone();
-                }
+                patch.apply_to(&mut merged);
                 check_details(&merged)?;
                 if merged != *details {
                     events.push(ProductEvent::Updated(patch.clone()));
@@ -418,26 +425,9 @@ impl Entity for Product {
                 state.on_hand = *initial_stock;
                 state.received = *initial_stock;
             }
-            ProductEvent::Updated(p) => {
+            ProductEvent::Updated(patch) => {
                 if let Some(d) = state.details.as_mut() {
-                    if let Some(v) = &p.name {
-                        d.name = v.clone();
-                    }
-                    if let Some(v) = &p.description {
-                        d.description = v.clone();
-                    }
-                    if let Some(v) = &p.category {
-                        d.category = v.clone();
-                    }
-                    if let Some(v) = &p.brand {
-                        d.brand = v.clone();
-                    }
-                    if let Some(v) = &p.price {
-                        d.price = *v;
-                    }
-                    if let Some(v) = &p.images {
-                        d.images = v.clone();
-                    }
+                    patch.apply_to(d);
                 }
             }
             ProductEvent::Restocked { quantity } => {
