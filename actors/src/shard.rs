@@ -332,6 +332,26 @@ impl<E: Entity> Shard<E> {
         ))
     }
 
+    /// Runs a command's whole path (activation, entity code, storage) so that a panic
+    /// anywhere in it, even in the storage engine, fails only this command and this
+    /// entity instead of the arbiter thread and every shard on it. Entity code has its own
+    /// finer guard; this one catches the rest.
+    fn contained(&mut self, id: &str, f: impl FnOnce(&mut Self) -> Pending<E>) -> Pending<E> {
+        match guard(|| f(self)) {
+            Ok(pending) => pending,
+            Err(panic) => {
+                self.crashed(
+                    id,
+                    &format!("panic in the runtime: {panic}"),
+                    Instant::now(),
+                );
+                Err(EntityError::Crashed {
+                    entity: store_key::<E>(id),
+                })
+            }
+        }
+    }
+
     /// Sends the outcome now, or hands it to group commit to send once it is durable.
     fn respond(&mut self, id: &str, pending: Pending<E>, reply_to: ReplyTo<E>) {
         let (reply, durable) = match pending {
@@ -395,7 +415,7 @@ impl<E: Entity> Handler<Execute<E>> for Shard<E> {
 
     fn handle(&mut self, msg: Execute<E>, _: &mut Self::Context) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
-        let pending = self.execute(&msg);
+        let pending = self.contained(&msg.id, |shard| shard.execute(&msg));
         self.respond(&msg.id, pending, msg.reply_to);
     }
 }
@@ -405,7 +425,7 @@ impl<E: Entity> Handler<Read<E>> for Shard<E> {
 
     fn handle(&mut self, msg: Read<E>, _: &mut Self::Context) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
-        let pending = self.read(&msg.id);
+        let pending = self.contained(&msg.id, |shard| shard.read(&msg.id));
         self.respond(&msg.id, pending, msg.reply_to);
     }
 }

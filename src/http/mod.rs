@@ -61,7 +61,15 @@ where
     let fut = srv.call(req);
     async move {
         let res = fut.await?;
-        let status = res.status().as_u16().to_string();
+        let code = res.status().as_u16();
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        // The one place requests are logged: server errors loudly, the rest at debug.
+        if code >= 500 {
+            tracing::warn!(method, route, status = code, elapsed_us, "request failed");
+        } else {
+            tracing::debug!(method, route, status = code, elapsed_us, "request");
+        }
+        let status = code.to_string();
         metrics::counter!("ecommesh_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
             .increment(1);
         metrics::histogram!("ecommesh_http_request_duration_seconds", "route" => route)
