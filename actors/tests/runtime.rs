@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::Never;
 use ecommesh_actors::entities::cart::{Cart, CartCommand};
 use ecommesh_actors::{Entity, EntityError, Runtime, RuntimeConfig};
+use ecommesh_persistence::testing::FaultStore;
 use ecommesh_persistence::{open_store, EventStore, StoreOptions};
 use serde::{Deserialize, Serialize};
 
@@ -309,4 +310,66 @@ async fn acknowledged_writes_survive_a_restart_of_the_runtime() {
     }
     assert_eq!(total, (0..200).sum::<u64>());
     rt.shutdown().unwrap();
+}
+
+#[actix_rt::test]
+async fn a_panic_inside_the_storage_engine_fails_one_command_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultStore::new(open(&dir, 1)));
+    let rt = Runtime::start(faults.clone(), config());
+    let counters = rt.registry::<Counter>();
+    counters
+        .execute("boom", CounterCmd::Add(1), None)
+        .await
+        .unwrap();
+    faults.panic_on_append_to(Some("counter/boom"));
+    let r = counters.execute("boom", CounterCmd::Add(10), None).await;
+    assert!(matches!(r, Err(EntityError::Crashed { .. })), "{r:?}");
+    // One shard only: every entity shares the arbiter thread that saw the panic.
+    assert_eq!(
+        counters
+            .execute("calm", CounterCmd::Add(2), None)
+            .await
+            .unwrap()
+            .state,
+        2
+    );
+    faults.panic_on_append_to(None);
+    let r = counters
+        .execute("boom", CounterCmd::Add(1), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.seq, r.state),
+        (2, 2),
+        "nothing of the failed command was kept"
+    );
+    rt.shutdown().unwrap();
+}
+
+#[actix_rt::test]
+async fn a_failed_flush_is_never_acknowledged_nor_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultStore::new(open(&dir, 2)));
+    let rt = Runtime::start(faults.clone(), config());
+    let counters = rt.registry::<Counter>();
+    counters
+        .execute("c", CounterCmd::Add(1), None)
+        .await
+        .unwrap();
+    faults.fail_flushes(true);
+    assert!(matches!(
+        counters.execute("c", CounterCmd::Add(5), None).await,
+        Err(EntityError::Storage(_))
+    ));
+    // The unflushed state is not shown either, and the store refuses further writes.
+    assert!(matches!(
+        counters.read("c").await,
+        Err(EntityError::Storage(_))
+    ));
+    assert!(matches!(
+        counters.execute("d", CounterCmd::Add(1), None).await,
+        Err(EntityError::Storage(_))
+    ));
+    assert!(rt.shutdown().is_err(), "the final flush fails too");
 }

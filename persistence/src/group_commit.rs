@@ -239,76 +239,12 @@ mod tests {
     use super::*;
     use crate::memory::MemoryStore;
     use crate::testing::event;
-    use std::sync::atomic::AtomicUsize;
+    use crate::testing::FaultStore;
 
-    /// Counts flushes and can be told to fail them.
-    struct Probe {
-        inner: MemoryStore,
-        flushes: AtomicUsize,
-        fail: std::sync::atomic::AtomicBool,
-    }
-
-    impl EventStore for Probe {
-        fn shard_count(&self) -> u32 {
-            self.inner.shard_count()
-        }
-        fn append(
-            &self,
-            s: u32,
-            e: &str,
-            x: u64,
-            ev: &[crate::NewEvent],
-        ) -> Result<u64, StoreError> {
-            self.inner.append(s, e, x, ev)
-        }
-        fn read_entity(
-            &self,
-            s: u32,
-            e: &str,
-            a: u64,
-        ) -> Result<Vec<crate::EventEnvelope>, StoreError> {
-            self.inner.read_entity(s, e, a)
-        }
-        fn last_seq(&self, s: u32, e: &str) -> Result<u64, StoreError> {
-            self.inner.last_seq(s, e)
-        }
-        fn save_snapshot(&self, s: u32, e: &str, snap: &crate::Snapshot) -> Result<(), StoreError> {
-            self.inner.save_snapshot(s, e, snap)
-        }
-        fn load_snapshot(&self, s: u32, e: &str) -> Result<Option<crate::Snapshot>, StoreError> {
-            self.inner.load_snapshot(s, e)
-        }
-        fn read_shard(
-            &self,
-            s: u32,
-            f: u64,
-            l: usize,
-        ) -> Result<Vec<crate::ShardEvent>, StoreError> {
-            self.inner.read_shard(s, f, l)
-        }
-        fn save_offset(&self, c: &str, s: u32, o: u64) -> Result<(), StoreError> {
-            self.inner.save_offset(c, s, o)
-        }
-        fn load_offset(&self, c: &str, s: u32) -> Result<u64, StoreError> {
-            self.inner.load_offset(c, s)
-        }
-        fn flush(&self) -> Result<(), StoreError> {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-            self.flushes.fetch_add(1, Ordering::SeqCst);
-            if self.fail.load(Ordering::SeqCst) {
-                Err(StoreError::Storage("disk gone".into()))
-            } else {
-                Ok(())
-            }
-        }
-    }
-
-    fn probe() -> Arc<Probe> {
-        Arc::new(Probe {
-            inner: MemoryStore::new(1),
-            flushes: AtomicUsize::new(0),
-            fail: false.into(),
-        })
+    fn probe() -> Arc<FaultStore> {
+        let store = Arc::new(FaultStore::new(Arc::new(MemoryStore::new(1))));
+        store.set_flush_delay(std::time::Duration::from_millis(2));
+        store
     }
 
     fn block_on<F: Future>(f: F) -> F::Output {
@@ -341,7 +277,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let flushes = store.flushes.load(Ordering::SeqCst);
+        let flushes = store.flushes();
         assert!(
             flushes < 64 * 20 / 4,
             "1280 requests took {flushes} flushes: no batching"
@@ -352,13 +288,13 @@ mod tests {
     #[test]
     fn a_failed_flush_fails_its_batch_and_every_later_request() {
         let store = probe();
-        store.fail.store(true, Ordering::SeqCst);
+        store.fail_flushes(true);
         let gc = GroupCommit::start(store.clone());
         assert!(matches!(
             block_on(gc.request()),
             Err(StoreError::Storage(_))
         ));
-        store.fail.store(false, Ordering::SeqCst);
+        store.fail_flushes(false);
         assert!(matches!(
             block_on(gc.request()),
             Err(StoreError::Storage(_))

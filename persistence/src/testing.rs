@@ -1,11 +1,16 @@
-//! One behavioural suite that every [`EventStore`] backend must pass, so that the
-//! in-memory model and the sled store cannot drift apart.
+//! Test support for stores: one behavioural suite that every [`EventStore`] backend must
+//! pass, so that the in-memory model and the sled store cannot drift apart, and
+//! [`FaultStore`], which injects faults at the IO sites of any store.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::envelope::{NewEvent, Snapshot};
+use parking_lot::Mutex;
+
+use crate::envelope::{EventEnvelope, NewEvent, Snapshot};
 use crate::error::StoreError;
-use crate::journal::EventStore;
+use crate::journal::{EventStore, ShardEvent, ShardId};
 
 /// A small event with a recognisable payload.
 pub fn event(event_type: &'static str, marker: u8) -> NewEvent {
@@ -140,4 +145,111 @@ fn out_of_range_shard_is_an_error(s: Arc<dyn EventStore>) {
     ));
     assert!(s.read_shard(n, 1, 1).is_err());
     assert!(s.save_offset("c", n, 1).is_err());
+}
+
+/// Wraps a store and injects faults at its IO sites: failing or slow flushes, and a panic
+/// inside `append` for one entity (as a storage engine bug would). Counts flushes.
+pub struct FaultStore {
+    inner: Arc<dyn EventStore>,
+    fail_flush: AtomicBool,
+    flush_delay_us: AtomicU64,
+    flushes: AtomicUsize,
+    panic_on_append: Mutex<Option<String>>,
+}
+
+impl FaultStore {
+    pub fn new(inner: Arc<dyn EventStore>) -> Self {
+        FaultStore {
+            inner,
+            fail_flush: AtomicBool::new(false),
+            flush_delay_us: AtomicU64::new(0),
+            flushes: AtomicUsize::new(0),
+            panic_on_append: Mutex::new(None),
+        }
+    }
+
+    /// From now on every flush fails (or succeeds again).
+    pub fn fail_flushes(&self, fail: bool) {
+        self.fail_flush.store(fail, Ordering::SeqCst);
+    }
+
+    /// Every flush takes at least this long, like a slow disk.
+    pub fn set_flush_delay(&self, delay: Duration) {
+        self.flush_delay_us
+            .store(delay.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Appends to this entity panic (`None`: no more panics).
+    pub fn panic_on_append_to(&self, entity: Option<&str>) {
+        *self.panic_on_append.lock() = entity.map(str::to_owned);
+    }
+
+    pub fn flushes(&self) -> usize {
+        self.flushes.load(Ordering::SeqCst)
+    }
+}
+
+impl EventStore for FaultStore {
+    fn shard_count(&self) -> u32 {
+        self.inner.shard_count()
+    }
+    fn append(
+        &self,
+        shard: ShardId,
+        entity: &str,
+        expected: u64,
+        events: &[NewEvent],
+    ) -> Result<u64, StoreError> {
+        if self.panic_on_append.lock().as_deref() == Some(entity) {
+            panic!("injected storage panic appending to {entity}");
+        }
+        self.inner.append(shard, entity, expected, events)
+    }
+    fn read_entity(
+        &self,
+        shard: ShardId,
+        entity: &str,
+        after: u64,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        self.inner.read_entity(shard, entity, after)
+    }
+    fn last_seq(&self, shard: ShardId, entity: &str) -> Result<u64, StoreError> {
+        self.inner.last_seq(shard, entity)
+    }
+    fn save_snapshot(
+        &self,
+        shard: ShardId,
+        entity: &str,
+        snapshot: &Snapshot,
+    ) -> Result<(), StoreError> {
+        self.inner.save_snapshot(shard, entity, snapshot)
+    }
+    fn load_snapshot(&self, shard: ShardId, entity: &str) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.load_snapshot(shard, entity)
+    }
+    fn read_shard(
+        &self,
+        shard: ShardId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<ShardEvent>, StoreError> {
+        self.inner.read_shard(shard, from, limit)
+    }
+    fn save_offset(&self, consumer: &str, shard: ShardId, offset: u64) -> Result<(), StoreError> {
+        self.inner.save_offset(consumer, shard, offset)
+    }
+    fn load_offset(&self, consumer: &str, shard: ShardId) -> Result<u64, StoreError> {
+        self.inner.load_offset(consumer, shard)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        let delay = self.flush_delay_us.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_micros(delay));
+        }
+        self.flushes.fetch_add(1, Ordering::SeqCst);
+        if self.fail_flush.load(Ordering::SeqCst) {
+            return Err(StoreError::Storage("injected flush failure".into()));
+        }
+        self.inner.flush()
+    }
 }
