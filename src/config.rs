@@ -25,6 +25,7 @@ pub struct Config {
     pub shards: u32,
     pub snapshot_every: u32,
     pub idle_timeout_secs: u64,
+    pub max_live_entities: usize,
     pub mailbox_capacity: usize,
     pub crash_limit: u32,
     pub crash_window_secs: u64,
@@ -47,6 +48,7 @@ impl Default for Config {
             shards: 64,
             snapshot_every: 100,
             idle_timeout_secs: 300,
+            max_live_entities: 1_000_000,
             mailbox_capacity: 1024,
             crash_limit: 3,
             crash_window_secs: 60,
@@ -86,6 +88,10 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_IDLE_TIMEOUT_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout_secs: Option<u64>,
+    /// Most live entities of one kind; past it the least recently used are passivated.
+    #[arg(long, global = true, env = "ECOMMESH_MAX_LIVE_ENTITIES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_live_entities: Option<usize>,
     /// Commands queued per shard before callers get 503.
     #[arg(long, global = true, env = "ECOMMESH_MAILBOX_CAPACITY")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -177,6 +183,7 @@ impl Config {
             1,
             30 * 24 * 3600,
         )?;
+        range("max_live_entities", self.max_live_entities, 1, 1 << 32)?;
         range("mailbox_capacity", self.mailbox_capacity, 1, 1 << 20)?;
         range("crash_limit", self.crash_limit, 1, 1000)?;
         range("crash_window_secs", self.crash_window_secs, 1, 24 * 3600)?;
@@ -230,6 +237,7 @@ impl Config {
         RuntimeConfig {
             snapshot_every: self.snapshot_every,
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_live_entities: self.max_live_entities,
             mailbox_capacity: self.mailbox_capacity,
             crash_limit: self.crash_limit,
             crash_window: Duration::from_secs(self.crash_window_secs),

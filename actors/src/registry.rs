@@ -40,6 +40,9 @@ pub struct RuntimeConfig {
     pub snapshot_every: u32,
     /// Passivate an entity after this long without commands.
     pub idle_timeout: Duration,
+    /// Most live entities of one kind on this node; past it the least recently used are
+    /// passivated early.
+    pub max_live_entities: usize,
     /// Commands that may wait in one shard's mailbox before callers get `Overloaded`.
     pub mailbox_capacity: usize,
     /// Quarantine an entity after this many crashes within `crash_window`.
@@ -57,6 +60,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             snapshot_every: 100,
             idle_timeout: Duration::from_secs(300),
+            max_live_entities: 1_000_000,
             mailbox_capacity: 1024,
             crash_limit: 3,
             crash_window: Duration::from_secs(60),
@@ -105,6 +109,11 @@ impl Runtime {
         let settings = ShardSettings {
             snapshot_every: self.config.snapshot_every.max(1),
             idle_timeout: self.config.idle_timeout,
+            max_live: self
+                .config
+                .max_live_entities
+                .div_ceil(self.store.shard_count() as usize)
+                .max(1),
             crash: CrashPolicy {
                 limit: self.config.crash_limit.max(1),
                 window: self.config.crash_window,

@@ -91,6 +91,8 @@ impl Message for LiveCount {
 pub struct ShardSettings {
     pub snapshot_every: u32,
     pub idle_timeout: Duration,
+    /// Most entities this shard hosts; past it the least recently used are passivated.
+    pub max_live: usize,
     pub crash: CrashPolicy,
 }
 
@@ -178,6 +180,7 @@ impl<E: Entity> Shard<E> {
                     since_snapshot: r.replayed.min(u32::MAX as u64) as u32,
                 };
                 self.entities.insert(id.into(), slot);
+                self.enforce_limit(id);
                 Ok(())
             }
             Ok(Err(e)) => {
@@ -381,11 +384,36 @@ impl<E: Entity> Shard<E> {
         let now = Instant::now();
         let now_ms = self.elapsed_ms(now);
         let idle_ms = self.settings.idle_timeout.as_millis() as u64;
+        self.passivate(|_, s| now_ms.saturating_sub(s.last_used_ms) >= idle_ms);
+        self.crashes.prune(&self.settings.crash, now);
+    }
+
+    /// Keeps memory bounded whatever the traffic (reads of ever new ids included): past
+    /// `max_live`, passivates the least recently used tenth, never `keep`.
+    fn enforce_limit(&mut self, keep: &str) {
+        if self.entities.len() <= self.settings.max_live {
+            return;
+        }
+        let target = self.settings.max_live - self.settings.max_live / 10;
+        let mut by_age: Vec<u64> = self.entities.values().map(|s| s.last_used_ms).collect();
+        let excess = self.entities.len() - target;
+        let (_, cutoff, _) = by_age.select_nth_unstable(excess - 1);
+        let cutoff = *cutoff;
+        let mut left = excess;
+        self.passivate(|id, s| {
+            let go = left > 0 && s.last_used_ms <= cutoff && id != keep;
+            left -= go as usize;
+            go
+        });
+    }
+
+    /// Stops hosting the entities `select` picks, except those with writes still waiting
+    /// for group commit; they come back from snapshot + tail on their next command.
+    fn passivate(&mut self, mut select: impl FnMut(&str, &Slot<E::State>) -> bool) {
         let before = self.entities.len();
         let commit = &self.commit;
-        self.entities.retain(|_, s| {
-            now_ms.saturating_sub(s.last_used_ms) < idle_ms || !commit.is_durable(s.write_batch)
-        });
+        self.entities
+            .retain(|id, s| !(select(id, s) && commit.is_durable(s.write_batch)));
         let passivated = before - self.entities.len();
         if passivated > 0 {
             metrics::counter!("ecommesh_entity_passivations_total", "kind" => E::KIND)
@@ -396,7 +424,6 @@ impl<E: Entity> Shard<E> {
                 self.entities.shrink_to_fit();
             }
         }
-        self.crashes.prune(&self.settings.crash, now);
     }
 }
 

@@ -373,3 +373,30 @@ async fn a_failed_flush_is_never_acknowledged_nor_shown() {
     ));
     assert!(rt.shutdown().is_err(), "the final flush fails too");
 }
+
+#[actix_rt::test]
+async fn live_entities_stay_under_the_limit_and_come_back_when_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RuntimeConfig {
+        max_live_entities: 40,
+        ..config()
+    };
+    let rt = Runtime::start(open(&dir, 4), cfg);
+    let counters = rt.registry::<Counter>();
+    for i in 0..300u64 {
+        counters
+            .execute(format!("n{i}"), CounterCmd::Add(i), None)
+            .await
+            .unwrap();
+        // Each of the 4 shards hosts at most 10, plus the one just activated.
+        assert!(
+            counters.live_entities().await <= 44,
+            "limit exceeded after {i} entities"
+        );
+    }
+    // The first entities were passivated long ago; they come back with their state.
+    for i in [0u64, 1, 7, 150, 299] {
+        assert_eq!(counters.read(format!("n{i}")).await.unwrap().state, i);
+    }
+    rt.shutdown().unwrap();
+}
