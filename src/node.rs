@@ -122,8 +122,9 @@ async fn serve(
 
     let handle = server.handle();
     let signal_node = node.clone();
+    let signal = shutdown_signal()?;
     actix_web::rt::spawn(async move {
-        let signal = wait_for_signal().await;
+        let signal = signal.await;
         signal_node.ready.store(false, Ordering::Release);
         tracing::info!(signal, "shutting down: draining in-flight requests");
         handle.stop(true).await;
@@ -140,11 +141,17 @@ async fn serve(
     Ok(())
 }
 
-async fn wait_for_signal() -> &'static str {
+/// Installs the SIGTERM and SIGINT handlers now, so that a signal that arrives as soon
+/// as the node says it is ready already stops it gracefully, and returns a future that
+/// resolves with the first signal's name.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
 }

@@ -185,3 +185,39 @@ fn health_readiness_and_metrics() {
         "{metrics}"
     );
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let (_tmp, data) = temp();
+    let node = Node::start(&data, &["--log-format", "json", "--log-level", "info"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ready = loop {
+        let line = node
+            .stderr
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a log line");
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["fields"]["message"] == "ecommesh ready" {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "no ready line");
+    };
+    assert_eq!(ready["level"], "INFO");
+    assert_eq!(ready["fields"]["shards"], 64);
+}
+
+#[test]
+fn sigint_stops_cleanly_too() {
+    let (_tmp, data) = temp();
+    let mut node = Node::start(&data, &[]);
+    let pid = node.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = common::wait_timeout(&mut node.child, std::time::Duration::from_secs(30))
+        .expect("exit after SIGINT");
+    assert_eq!(status.code(), Some(0));
+}

@@ -20,9 +20,10 @@ pub struct Node {
 
 pub fn command(data_dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.arg("--data-dir")
-        .arg(data_dir)
-        .args(["--log-level", "warn"]);
+    cmd.arg("--data-dir").arg(data_dir);
+    if !extra.contains(&"--log-level") {
+        cmd.args(["--log-level", "warn"]);
+    }
     if !extra.contains(&"--listen") {
         cmd.args(["--listen", "127.0.0.1:0"]);
     }
