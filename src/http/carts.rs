@@ -130,3 +130,58 @@ async fn remove_item(
         .await?;
     Ok(HttpResponse::Ok().json(view(cart_id, reply)))
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{test, App};
+    use ecommesh_actors::{Runtime, RuntimeConfig};
+    use ecommesh_persistence::{open_store, StoreOptions};
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// Each route once, in-process, on a real journal in a temp dir.
+    #[actix_web::test]
+    async fn every_cart_route_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&StoreOptions::new(dir.path().join("j"), 4)).unwrap();
+        let rt = Runtime::start(store, RuntimeConfig::default());
+        let node = web::Data::new(Node::new(&rt, None));
+        let app =
+            test::init_service(App::new().configure(crate::http::configure(node, 4096))).await;
+
+        let req = test::TestRequest::post()
+            .uri("/api/v1/carts/c1/items")
+            .set_json(json!({"product_id": "mug", "quantity": 2}))
+            .to_request();
+        let body: Value = test::call_and_read_body_json(&app, req).await;
+        assert_eq!(body["items"], json!([{"product_id": "mug", "quantity": 2}]));
+
+        let req = test::TestRequest::get()
+            .uri("/api/v1/carts/c1")
+            .to_request();
+        let body: Value = test::call_and_read_body_json(&app, req).await;
+        assert_eq!(
+            (body["version"].as_u64(), body["total_units"].as_u64()),
+            (Some(1), Some(2))
+        );
+
+        let req = test::TestRequest::delete()
+            .uri("/api/v1/carts/c1/items/mug")
+            .to_request();
+        let body: Value = test::call_and_read_body_json(&app, req).await;
+        assert_eq!(
+            (
+                body["version"].as_u64(),
+                body["items"].as_array().map(Vec::len)
+            ),
+            (Some(2), Some(0))
+        );
+
+        let req = test::TestRequest::delete()
+            .uri("/api/v1/carts/c1/items/mug")
+            .to_request();
+        assert_eq!(test::call_service(&app, req).await.status(), 404);
+        rt.shutdown().unwrap();
+    }
+}

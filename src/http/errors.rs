@@ -199,3 +199,88 @@ pub fn path_error(
 ) -> actix_web::Error {
     ApiError::not_found(err.to_string()).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use actix_web::body::MessageBody;
+    use ecommesh_actors::entities::cart::CartRejection;
+    use ecommesh_persistence::StoreError;
+
+    use super::*;
+
+    fn render(e: EntityError<CartRejection>) -> (u16, Option<String>, serde_json::Value) {
+        let res = ApiError::from(e).error_response();
+        let retry = res
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(
+            res.headers().get(header::CONTENT_TYPE).unwrap(),
+            "application/problem+json"
+        );
+        let status = res.status().as_u16();
+        let body = res.into_body().try_into_bytes().unwrap();
+        (status, retry, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[test]
+    fn overload_and_quarantine_say_when_to_retry() {
+        let (s, retry, body) = render(EntityError::Overloaded {
+            shard: 3,
+            retry_after: Duration::from_secs(1),
+        });
+        assert_eq!(
+            (s, retry.as_deref(), body["code"].as_str()),
+            (503, Some("1"), Some("overloaded"))
+        );
+        let q = EntityError::Quarantined {
+            entity: "cart/x".into(),
+            retry_after: Duration::from_millis(2500),
+        };
+        let (s, retry, body) = render(q);
+        assert_eq!(
+            (s, retry.as_deref(), body["code"].as_str()),
+            (503, Some("3"), Some("entity_quarantined"))
+        );
+    }
+
+    #[test]
+    fn rejections_map_by_kind() {
+        let invalid = CartRejection::InvalidQuantity {
+            quantity: 0,
+            max: 999,
+        };
+        assert_eq!(render(EntityError::Rejected(invalid)).0, 422);
+        assert_eq!(
+            render(EntityError::Rejected(CartRejection::NotInCart {
+                product_id: "p".into()
+            }))
+            .0,
+            404
+        );
+        let (s, _, body) = render(EntityError::Rejected(CartRejection::TooManyLines));
+        assert_eq!((s, body["code"].as_str()), (409, Some("cart_limit")));
+        let conflict = EntityError::Conflict {
+            entity: "cart/x".into(),
+            expected: 1,
+            actual: 2,
+        };
+        assert_eq!(render(conflict).2["code"], "conflict");
+    }
+
+    #[test]
+    fn server_failures_do_not_leak_internals() {
+        let (s, _, body) = render(EntityError::Storage(StoreError::Storage(
+            "/var/lib/secret: EIO".into(),
+        )));
+        assert_eq!((s, body["code"].as_str()), (500, Some("storage_error")));
+        assert!(!body.to_string().contains("secret"), "{body}");
+        let (s, _, body) = render(EntityError::Crashed {
+            entity: "cart/x".into(),
+        });
+        assert_eq!((s, body["code"].as_str()), (500, Some("entity_crashed")));
+        assert_eq!(render(EntityError::Unavailable).0, 503);
+    }
+}
