@@ -35,6 +35,8 @@ enum Command {
     Serve,
     /// Measure this machine: journal, group commit, activation and memory.
     Bench(BenchArgs),
+    /// Check the journal of the data directory for consistency (the node must be stopped).
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => ecommesh::run(config),
             Command::Bench(args) => ecommesh::bench::run(&args),
+            Command::Check => ecommesh::node::check(&config),
         }
     });
     match result {

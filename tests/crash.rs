@@ -84,6 +84,20 @@ fn acknowledged_writes_survive_kill_9() {
         acked.len()
     );
 
+    // The journal the crash left is consistent (after dropping a torn tail, if any).
+    let check = std::process::Command::new(common::BIN)
+        .args(["check", "--shards", "16", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(report.contains(": 0 problems"), "{report}");
+
     let node = Node::start(&data, &["--shards", "16"]);
     let http = client();
     let mut found: BTreeMap<(String, String), u64> = BTreeMap::new();

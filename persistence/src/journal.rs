@@ -72,6 +72,10 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Makes every write that returned before this call durable. Returns when it is on disk.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Every entity with at least one event in the shard, in key order. A full scan: for
+    /// checks and rebuilds, not for serving requests.
+    fn entities(&self, shard: ShardId) -> Result<Vec<String>, StoreError>;
 }
 
 /// Checks a shard index against the store's shard count.

@@ -21,6 +21,7 @@ pub mod journal;
 pub mod memory;
 pub mod sled_store;
 pub mod testing;
+pub mod verify;
 
 pub use codec::{Codec, DefaultCodec};
 pub use envelope::{EventEnvelope, NewEvent, Snapshot};
@@ -29,6 +30,7 @@ pub use group_commit::{FlushTicket, GroupCommit};
 pub use journal::{EventStore, ShardEvent, ShardId};
 pub use memory::MemoryStore;
 pub use sled_store::{SledStore, StoreOptions};
+pub use verify::{verify, Verification};
 
 /// Opens the durable store of a data directory with the default engine. Code outside
 /// this crate calls this rather than naming the engine, so the engine can be swapped.

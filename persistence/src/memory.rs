@@ -152,6 +152,12 @@ impl EventStore for MemoryStore {
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn entities(&self, shard: ShardId) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> = self.shard(shard)?.lock().journals.keys().cloned().collect();
+        out.sort();
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

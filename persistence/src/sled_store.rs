@@ -385,6 +385,24 @@ impl EventStore for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(storage)
     }
+
+    fn entities(&self, shard: ShardId) -> Result<Vec<String>, StoreError> {
+        let s = self.shard(shard)?;
+        let mut out: Vec<String> = Vec::new();
+        for kv in s.tree.scan_prefix(b"e") {
+            let (k, _) = kv.map_err(storage)?;
+            let len = u16::from_be_bytes([k[1], k[2]]) as usize;
+            let name = std::str::from_utf8(
+                k.get(3..3 + len)
+                    .ok_or_else(|| StoreError::Corrupt("event key".into()))?,
+            )
+            .map_err(|_| StoreError::Corrupt("entity id is not utf-8".into()))?;
+            if out.last().map(String::as_str) != Some(name) {
+                out.push(name.to_owned());
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn offset_key(consumer: &str, shard: ShardId) -> Vec<u8> {
@@ -447,6 +465,40 @@ mod tests {
             .collect();
         assert_eq!(log, vec![1, 2, 3]);
         assert_eq!(s.read_entity(0, "a", 0).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn verify_finds_an_event_missing_from_the_shard_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::new(dir.path().join("db"), 1);
+        {
+            let s = SledStore::open(&opts).unwrap();
+            s.append(0, "a", 0, &[crate::testing::event("x", 1)])
+                .unwrap();
+            s.append(0, "b", 0, &[crate::testing::event("y", 2)])
+                .unwrap();
+            assert!(crate::verify(&s).unwrap().problems.is_empty());
+            s.flush().unwrap();
+        }
+        {
+            let db = sled::open(&opts.path).unwrap();
+            db.open_tree("shard-0000")
+                .unwrap()
+                .remove(log_key(1))
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let v = crate::verify(&SledStore::open(&opts).unwrap()).unwrap();
+        assert!(
+            v.problems.iter().any(|p| p.contains("a seq 1 is missing")),
+            "{:?}",
+            v.problems
+        );
+        assert!(
+            v.problems.iter().any(|p| p.contains("offset 2 follows 0")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]

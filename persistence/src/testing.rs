@@ -30,6 +30,7 @@ pub fn suite(make: impl Fn() -> Arc<dyn EventStore>) {
     snapshots_replace_each_other(make());
     shard_log_is_ordered_and_resumable(make());
     offsets_are_per_consumer_and_shard(make());
+    entities_are_listed_once_in_order(make());
     out_of_range_shard_is_an_error(make());
 }
 
@@ -137,6 +138,20 @@ fn offsets_are_per_consumer_and_shard(s: Arc<dyn EventStore>) {
     assert_eq!(s.load_offset("catalog", 2).unwrap(), 0);
 }
 
+fn entities_are_listed_once_in_order(s: Arc<dyn EventStore>) {
+    assert!(s.entities(1).unwrap().is_empty());
+    s.append(1, "b", 0, &[event("x", 1)]).unwrap();
+    s.append(1, "a", 0, &[event("x", 2), event("x", 3)])
+        .unwrap();
+    s.append(1, "a", 2, &[event("x", 4)]).unwrap();
+    s.append(1, "ab", 0, &[event("x", 5)]).unwrap();
+    let mut listed = s.entities(1).unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    listed.sort();
+    assert_eq!(listed, vec!["a", "ab", "b"]);
+    assert!(s.entities(2).unwrap().is_empty());
+}
+
 fn out_of_range_shard_is_an_error(s: Arc<dyn EventStore>) {
     let n = s.shard_count();
     assert!(matches!(
@@ -240,6 +255,9 @@ impl EventStore for FaultStore {
     }
     fn load_offset(&self, consumer: &str, shard: ShardId) -> Result<u64, StoreError> {
         self.inner.load_offset(consumer, shard)
+    }
+    fn entities(&self, shard: ShardId) -> Result<Vec<String>, StoreError> {
+        self.inner.entities(shard)
     }
     fn flush(&self) -> Result<(), StoreError> {
         let delay = self.flush_delay_us.load(Ordering::SeqCst);

@@ -71,5 +71,7 @@ proptest! {
                 }
             }
         }
+        let check = ecommesh_persistence::verify(&real).unwrap();
+        prop_assert!(check.problems.is_empty(), "{:?}", check.problems);
     }
 }
