@@ -38,6 +38,13 @@ pub struct Config {
     pub cache_capacity_mb: u64,
     pub log_format: String,
     pub log_level: String,
+    pub jwt_secret: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub admin_email: String,
+    pub admin_password: String,
+    pub login_max_failures: u32,
+    pub login_lockout_secs: u64,
 }
 
 impl Default for Config {
@@ -61,6 +68,13 @@ impl Default for Config {
             cache_capacity_mb: 256,
             log_format: "text".into(),
             log_level: "info".into(),
+            jwt_secret: String::new(),
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            admin_email: String::new(),
+            admin_password: String::new(),
+            login_max_failures: 5,
+            login_lockout_secs: 900,
         }
     }
 }
@@ -138,6 +152,42 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_LOG_LEVEL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
+    /// Secret that signs tokens (32+ bytes); empty: generated once into the data directory.
+    #[arg(
+        long,
+        global = true,
+        env = "ECOMMESH_JWT_SECRET",
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, global = true, env = "ECOMMESH_ACCESS_TOKEN_TTL_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token_ttl_secs: Option<u64>,
+    /// Lifetime of a sign-in session (its refresh tokens), in seconds.
+    #[arg(long, global = true, env = "ECOMMESH_REFRESH_TOKEN_TTL_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token_ttl_secs: Option<u64>,
+    /// With `admin_password`: an admin account made (or promoted) at start.
+    #[arg(long, global = true, env = "ECOMMESH_ADMIN_EMAIL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_email: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        env = "ECOMMESH_ADMIN_PASSWORD",
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_password: Option<String>,
+    /// Failed logins of one account before it is locked for `login_lockout_secs`.
+    #[arg(long, global = true, env = "ECOMMESH_LOGIN_MAX_FAILURES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_max_failures: Option<u32>,
+    #[arg(long, global = true, env = "ECOMMESH_LOGIN_LOCKOUT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_lockout_secs: Option<u64>,
 }
 
 impl Config {
@@ -205,6 +255,26 @@ impl Config {
                 "invalid configuration: `log_level` {:?} is not a valid filter (try \"info\")",
                 self.log_level
             );
+        }
+        if !self.jwt_secret.is_empty() && self.jwt_secret.len() < 32 {
+            bail!("invalid configuration: `jwt_secret` must be at least 32 bytes (or empty to generate one)");
+        }
+        range(
+            "access_token_ttl_secs",
+            self.access_token_ttl_secs,
+            10,
+            24 * 3600,
+        )?;
+        range(
+            "refresh_token_ttl_secs",
+            self.refresh_token_ttl_secs,
+            60,
+            365 * 24 * 3600,
+        )?;
+        range("login_max_failures", self.login_max_failures, 1, 1000)?;
+        range("login_lockout_secs", self.login_lockout_secs, 1, 24 * 3600)?;
+        if self.admin_email.is_empty() != self.admin_password.is_empty() {
+            bail!("invalid configuration: set both `admin_email` and `admin_password`, or neither");
         }
         if self.data_dir.as_os_str().is_empty() {
             bail!("invalid configuration: `data_dir` must not be empty");

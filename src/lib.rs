@@ -4,6 +4,7 @@
 //! `main.rs` only parses the command line; everything a test needs to boot the same node
 //! lives here.
 
+pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod http;

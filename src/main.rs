@@ -37,6 +37,12 @@ enum Command {
     Bench(BenchArgs),
     /// Check the journal of the data directory for consistency (the node must be stopped).
     Check,
+    /// Create or promote an admin account (the node must be stopped); the password is read
+    /// from standard input.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,6 +53,7 @@ fn main() -> ExitCode {
             Command::Serve => ecommesh::run(config),
             Command::Bench(args) => ecommesh::bench::run(&args),
             Command::Check => ecommesh::node::check(&config),
+            Command::CreateAdmin { email } => ecommesh::node::create_admin(&config, &email),
         }
     });
     match result {

@@ -12,11 +12,14 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::{anyhow, Context};
-use ecommesh_actors::entities::{Cart, Customer, Order, Product};
+use ecommesh_actors::entities::{Cart, Customer, Order, Product, Session};
 use ecommesh_actors::{Registry, Runtime};
 use ecommesh_persistence::{EventStore, StoreError, StoreOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::auth::limiter::LoginLimiter;
+use crate::auth::tokens::{load_secret, Tokens};
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::http;
 
@@ -26,6 +29,8 @@ pub struct Node {
     pub products: Registry<Product>,
     pub orders: Registry<Order>,
     pub customers: Registry<Customer>,
+    pub sessions: Registry<Session>,
+    pub auth: Auth,
     pub shards: u32,
     /// False until recovery is done, and again once shutdown has begun.
     pub ready: AtomicBool,
@@ -34,17 +39,35 @@ pub struct Node {
 
 impl Node {
     /// Starts one registry per entity kind on `runtime`.
-    pub fn new(runtime: &Runtime, metrics: Option<PrometheusHandle>) -> Self {
+    pub fn new(runtime: &Runtime, auth: Auth, metrics: Option<PrometheusHandle>) -> Self {
         Node {
             carts: runtime.registry(),
             products: runtime.registry(),
             orders: runtime.registry(),
             customers: runtime.registry(),
+            sessions: runtime.registry(),
+            auth,
             shards: runtime.store().shard_count(),
             ready: AtomicBool::new(false),
             metrics,
         }
     }
+}
+
+/// The auth settings of `config`, with the signing secret loaded or generated.
+pub fn auth(config: &Config) -> anyhow::Result<Auth> {
+    let secret = load_secret(&config.jwt_secret, &config.data_dir)?;
+    Ok(Auth {
+        tokens: Tokens::new(
+            &secret,
+            std::time::Duration::from_secs(config.access_token_ttl_secs),
+            std::time::Duration::from_secs(config.refresh_token_ttl_secs),
+        ),
+        limiter: LoginLimiter::new(
+            config.login_max_failures,
+            std::time::Duration::from_secs(config.login_lockout_secs),
+        ),
+    })
 }
 
 /// Binds the HTTP port, with a clear error when it is taken.
@@ -88,6 +111,27 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
     }
 }
 
+/// `ecommesh create-admin`: creates (or promotes) an admin account in a stopped node's
+/// data directory. The password is read from standard input, never from the command line.
+pub fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("cannot read the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_owned();
+    prepare_data_dir(&config.data_dir)?;
+    let store = open_store(config)?;
+    let auth = auth(config)?;
+    actix_web::rt::System::new().block_on(async {
+        let runtime = Runtime::start(store, config.runtime());
+        let node = Node::new(&runtime, auth, None);
+        let outcome = crate::auth::routes::ensure_admin(&node, email, &password).await;
+        runtime.shutdown()?;
+        println!("admin {email}: {}", outcome?);
+        Ok(())
+    })
+}
+
 /// `ecommesh check`: opens the journal (which drops a torn, never-acknowledged tail left
 /// by a crash) and verifies it; fails listing every inconsistency.
 pub fn check(config: &Config) -> anyhow::Result<()> {
@@ -124,19 +168,27 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let listener = bind(&config)?;
     prepare_data_dir(&config.data_dir)?;
     let store = open_store(&config)?;
+    let auth = auth(&config)?;
     let metrics = crate::telemetry::init_metrics().ok();
-    actix_web::rt::System::new().block_on(serve(config, listener, store, metrics))
+    actix_web::rt::System::new().block_on(serve(config, listener, store, auth, metrics))
 }
 
 async fn serve(
     config: Config,
     listener: TcpListener,
     store: Arc<dyn EventStore>,
+    auth: Auth,
     metrics: Option<PrometheusHandle>,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let runtime = Runtime::start(store, config.runtime());
-    let node = web::Data::new(Node::new(&runtime, metrics));
+    let node = web::Data::new(Node::new(&runtime, auth, metrics));
+    if !config.admin_email.is_empty() {
+        let outcome =
+            crate::auth::routes::ensure_admin(&node, &config.admin_email, &config.admin_password)
+                .await?;
+        tracing::info!(email = %config.admin_email, outcome, "admin account");
+    }
     let max_body = config.max_body_bytes;
     let app_node = node.clone();
     let server = HttpServer::new(move || {

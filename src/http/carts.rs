@@ -146,7 +146,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open_store(&StoreOptions::new(dir.path().join("j"), 4)).unwrap();
         let rt = Runtime::start(store, RuntimeConfig::default());
-        let node = web::Data::new(Node::new(&rt, None));
+        let auth = crate::node::auth(&crate::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        })
+        .unwrap();
+        let node = web::Data::new(Node::new(&rt, auth, None));
         let app =
             test::init_service(App::new().configure(crate::http::configure(node, 4096))).await;
 

@@ -29,7 +29,11 @@ pub fn configure(
             .route("/healthz", web::get().to(ops::healthz))
             .route("/readyz", web::get().to(ops::readyz))
             .route("/metrics", web::get().to(ops::metrics))
-            .service(web::scope("/api/v1").configure(carts::routes))
+            .service(
+                web::scope("/api/v1")
+                    .configure(crate::auth::routes::routes)
+                    .configure(carts::routes),
+            )
             .default_service(web::to(not_found));
     }
 }

@@ -40,7 +40,12 @@ pub fn command(data_dir: &Path, extra: &[&str]) -> Command {
 impl Node {
     /// Starts a node and waits until it serves HTTP.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Node {
-        let mut child = command(data_dir, extra)
+        Node::spawn(command(data_dir, extra))
+    }
+
+    /// Starts a node from a prepared command and waits until it serves HTTP.
+    pub fn spawn(mut cmd: Command) -> Node {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -5,11 +5,13 @@ pub mod cart;
 pub mod customer;
 pub mod order;
 pub mod product;
+pub mod session;
 
 pub use cart::Cart;
 pub use customer::Customer;
 pub use order::Order;
 pub use product::Product;
+pub use session::Session;
 
 /// Given/when/then helpers for entity tests.
 #[cfg(test)]

@@ -1,0 +1,296 @@
+//! `/api/v1/auth/*` and `/api/v1/me`.
+
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use ecommesh_actors::entities::customer::{
+    CustomerCommand, CustomerRejection, CustomerState, Role,
+};
+use ecommesh_actors::entities::session::SessionCommand;
+use ecommesh_actors::EntityError;
+use serde::{Deserialize, Serialize};
+
+use super::extract::Caller;
+use super::tokens::random_id;
+use super::{customer_id, passwords};
+use crate::http::errors::ApiError;
+use crate::node::Node;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/register", web::post().to(register))
+        .route("/auth/login", web::post().to(login))
+        .route("/auth/refresh", web::post().to(refresh))
+        .route("/auth/logout", web::post().to(logout))
+        .route("/me", web::get().to(me));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Register {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refresh {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Session {
+    pub user: User,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+fn user(id: String, c: &CustomerState) -> User {
+    User {
+        id,
+        email: c.email.clone(),
+        name: c.name.clone(),
+        role: c.role,
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::Customer => "customer",
+    }
+}
+
+/// Runs CPU-heavy password work off the async executor.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(f).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "no worker free for password hashing",
+        )
+    })
+}
+
+/// Starts a refresh-token family for the customer and issues its first tokens.
+async fn start_session(
+    node: &Node,
+    id: String,
+    customer: &CustomerState,
+) -> Result<Session, ApiError> {
+    let (family, jti) = (random_id(), random_id());
+    let tokens = &node.auth.tokens;
+    let expires_at_ms = ecommesh_persistence::now_ms() + tokens.refresh_ttl.as_millis() as u64;
+    let start = SessionCommand::Start {
+        customer_id: id.clone(),
+        token: jti.clone(),
+        expires_at_ms,
+    };
+    node.sessions.execute(family.clone(), start, None).await?;
+    Ok(issue(node, id, customer, &family, &jti))
+}
+
+fn issue(
+    node: &Node,
+    id: String,
+    customer: &CustomerState,
+    family: &str,
+    refresh_jti: &str,
+) -> Session {
+    let tokens = &node.auth.tokens;
+    let role = role_name(customer.role);
+    Session {
+        access_token: tokens.issue("access", &id, role, family, &random_id()),
+        refresh_token: tokens.issue("refresh", &id, role, family, refresh_jti),
+        token_type: "Bearer",
+        expires_in: tokens.access_ttl.as_secs(),
+        user: user(id, customer),
+    }
+}
+
+async fn register(
+    node: web::Data<Node>,
+    body: web::Json<Register>,
+) -> Result<HttpResponse, ApiError> {
+    let Register {
+        email,
+        password,
+        name,
+    } = body.into_inner();
+    if let Some(why) = passwords::weakness(&password) {
+        return Err(ApiError::invalid_field("password", why));
+    }
+    let id = customer_id(&email);
+    let password_hash = blocking(move || passwords::hash(&password)).await?;
+    let cmd = CustomerCommand::Register {
+        email,
+        name,
+        password_hash,
+        role: Role::Customer,
+    };
+    let reply = node
+        .customers
+        .execute(id.clone(), cmd, None)
+        .await
+        .map_err(|e| match e {
+            EntityError::Rejected(CustomerRejection::AlreadyRegistered) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "an account with this email already exists",
+            ),
+            e => e.into(),
+        })?;
+    let session = start_session(&node, id, &reply.state).await?;
+    Ok(HttpResponse::Created().json(session))
+}
+
+async fn login(node: web::Data<Node>, body: web::Json<Login>) -> Result<HttpResponse, ApiError> {
+    let Login { email, password } = body.into_inner();
+    let id = customer_id(&email);
+    let limiter = &node.auth.limiter;
+    if let Some(wait) = limiter.locked(&id, Instant::now()) {
+        return Err(ApiError::too_many_attempts(
+            "too many failed logins for this account; try again later",
+            wait.as_secs_f64().ceil() as u64,
+        ));
+    }
+    let customer = node.customers.read(id.clone()).await?.state;
+    // Unknown accounts cost the same hash check as wrong passwords: no user enumeration.
+    let hash = if customer.registered {
+        customer.password_hash.clone()
+    } else {
+        passwords::decoy().to_string()
+    };
+    let matches = blocking(move || passwords::verify(&password, &hash)).await?;
+    if !(customer.registered && matches) {
+        limiter.failed(&id, Instant::now());
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "email or password is wrong",
+        ));
+    }
+    if !customer.active {
+        return Err(ApiError::forbidden("this account is deactivated"));
+    }
+    limiter.succeeded(&id);
+    Ok(HttpResponse::Ok().json(start_session(&node, id, &customer).await?))
+}
+
+async fn refresh(
+    node: web::Data<Node>,
+    body: web::Json<Refresh>,
+) -> Result<HttpResponse, ApiError> {
+    let invalid = || {
+        ApiError::unauthorized("the refresh token is invalid, expired, revoked or was already used")
+    };
+    let claims = node
+        .auth
+        .tokens
+        .verify(body.refresh_token.trim(), "refresh")
+        .map_err(|_| invalid())?;
+    let next = random_id();
+    let now = ecommesh_persistence::now_ms();
+    let rotate = SessionCommand::Rotate {
+        presented: claims.jti.clone(),
+        next: next.clone(),
+        expires_at_ms: now + node.auth.tokens.refresh_ttl.as_millis() as u64,
+    };
+    let session = node
+        .sessions
+        .execute(claims.fam.clone(), rotate, None)
+        .await
+        .map_err(|_| invalid())?;
+    if !session.state.accepts(&next, now) || session.state.customer_id != claims.sub {
+        return Err(invalid());
+    }
+    let customer = node.customers.read(claims.sub.clone()).await?.state;
+    if !customer.registered || !customer.active {
+        return Err(invalid());
+    }
+    Ok(HttpResponse::Ok().json(issue(&node, claims.sub, &customer, &claims.fam, &next)))
+}
+
+/// Ends the caller's session: its refresh tokens stop working at once. Access tokens
+/// already issued expire on their own (they are short-lived).
+async fn logout(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let revoke = SessionCommand::Revoke {
+        reason: "logout".into(),
+    };
+    node.sessions.execute(caller.session, revoke, None).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn me(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let customer = node.customers.read(caller.id.clone()).await?.state;
+    if !customer.registered {
+        return Err(ApiError::unauthorized(
+            "the account of this token no longer exists",
+        ));
+    }
+    Ok(HttpResponse::Ok().json(user(caller.id, &customer)))
+}
+
+/// Makes sure `email` has an admin account: creates it with `password` if missing,
+/// promotes it if it exists. Used at start (ECOMMESH_ADMIN_*) and by `ecommesh create-admin`.
+pub async fn ensure_admin(
+    node: &Node,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<&'static str> {
+    if let Some(why) = passwords::weakness(password) {
+        anyhow::bail!("the admin password {why}");
+    }
+    let id = customer_id(email);
+    let existing = node
+        .customers
+        .read(id.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .state;
+    if existing.registered {
+        if existing.role == Role::Admin {
+            return Ok("exists");
+        }
+        let cmd = CustomerCommand::SetRole { role: Role::Admin };
+        node.customers
+            .execute(id, cmd, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        return Ok("promoted");
+    }
+    let password = password.to_owned();
+    let password_hash = web::block(move || passwords::hash(&password)).await?;
+    let cmd = CustomerCommand::Register {
+        email: email.to_owned(),
+        name: "Administrator".into(),
+        password_hash,
+        role: Role::Admin,
+    };
+    node.customers
+        .execute(id, cmd, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the admin: {e}"))?;
+    Ok("created")
+}
