@@ -45,6 +45,8 @@ pub struct Config {
     pub admin_password: String,
     pub login_max_failures: u32,
     pub login_lockout_secs: u64,
+    pub currency: String,
+    pub demo_catalog: bool,
 }
 
 impl Default for Config {
@@ -75,6 +77,8 @@ impl Default for Config {
             admin_password: String::new(),
             login_max_failures: 5,
             login_lockout_secs: 900,
+            currency: "USD".into(),
+            demo_catalog: true,
         }
     }
 }
@@ -188,6 +192,18 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_LOGIN_LOCKOUT_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_lockout_secs: Option<u64>,
+    /// The currency of every price in the shop (ISO 4217).
+    #[arg(long, global = true, env = "ECOMMESH_CURRENCY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Seed the demo catalog on first start with an empty data directory.
+    #[arg(long, global = true, env = "ECOMMESH_DEMO_CATALOG")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demo_catalog: Option<bool>,
+    /// Short for `--demo-catalog false`.
+    #[arg(long = "no-demo", global = true, action = clap::ArgAction::SetTrue)]
+    #[serde(skip)]
+    pub no_demo: bool,
 }
 
 impl Config {
@@ -276,10 +292,17 @@ impl Config {
         if self.admin_email.is_empty() != self.admin_password.is_empty() {
             bail!("invalid configuration: set both `admin_email` and `admin_password`, or neither");
         }
+        self.shop_currency()?;
         if self.data_dir.as_os_str().is_empty() {
             bail!("invalid configuration: `data_dir` must not be empty");
         }
         Ok(())
+    }
+
+    pub fn shop_currency(&self) -> anyhow::Result<ecommesh_actors::Currency> {
+        ecommesh_actors::Currency::parse(&self.currency).ok_or_else(|| {
+            anyhow::anyhow!("invalid configuration: `currency` must be a 3-letter ISO 4217 code such as USD, got {:?}", self.currency)
+        })
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {

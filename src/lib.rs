@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod catalog;
 pub mod config;
 pub mod http;
 pub mod node;

@@ -20,8 +20,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::auth::limiter::LoginLimiter;
 use crate::auth::tokens::{load_secret, Tokens};
 use crate::auth::Auth;
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::http;
+use ecommesh_actors::Currency;
 
 /// What request handlers share: the entity registries and the node's status.
 pub struct Node {
@@ -31,6 +33,8 @@ pub struct Node {
     pub customers: Registry<Customer>,
     pub sessions: Registry<Session>,
     pub auth: Auth,
+    pub catalog: Arc<Catalog>,
+    pub currency: Currency,
     pub shards: u32,
     /// False until recovery is done, and again once shutdown has begun.
     pub ready: AtomicBool,
@@ -39,7 +43,12 @@ pub struct Node {
 
 impl Node {
     /// Starts one registry per entity kind on `runtime`.
-    pub fn new(runtime: &Runtime, auth: Auth, metrics: Option<PrometheusHandle>) -> Self {
+    pub fn new(
+        runtime: &Runtime,
+        auth: Auth,
+        currency: Currency,
+        metrics: Option<PrometheusHandle>,
+    ) -> Self {
         Node {
             carts: runtime.registry(),
             products: runtime.registry(),
@@ -47,6 +56,8 @@ impl Node {
             customers: runtime.registry(),
             sessions: runtime.registry(),
             auth,
+            catalog: Arc::new(Catalog::new(runtime.store().shard_count())),
+            currency,
             shards: runtime.store().shard_count(),
             ready: AtomicBool::new(false),
             metrics,
@@ -124,7 +135,7 @@ pub fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
     let auth = auth(config)?;
     actix_web::rt::System::new().block_on(async {
         let runtime = Runtime::start(store, config.runtime());
-        let node = Node::new(&runtime, auth, None);
+        let node = Node::new(&runtime, auth, config.shop_currency()?, None);
         let outcome = crate::auth::routes::ensure_admin(&node, email, &password).await;
         runtime.shutdown()?;
         println!("admin {email}: {}", outcome?);
@@ -182,13 +193,34 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let runtime = Runtime::start(store, config.runtime());
-    let node = web::Data::new(Node::new(&runtime, auth, metrics));
+    let node = web::Data::new(Node::new(&runtime, auth, config.shop_currency()?, metrics));
+    let fresh = (0..node.shards).all(|s| {
+        runtime
+            .store()
+            .read_shard(s, 1, 1)
+            .is_ok_and(|e| e.is_empty())
+    });
     if !config.admin_email.is_empty() {
         let outcome =
             crate::auth::routes::ensure_admin(&node, &config.admin_email, &config.admin_password)
                 .await?;
         tracing::info!(email = %config.admin_email, outcome, "admin account");
     }
+    if fresh && config.demo_catalog {
+        let created = crate::catalog::demo::seed(&node).await?;
+        tracing::info!(created, "seeded the demo catalog");
+    }
+    let caught_up = node
+        .catalog
+        .catch_up(&**runtime.store(), runtime.group_commit())
+        .await?;
+    tracing::info!(
+        events = caught_up,
+        products = node.catalog.read().len(),
+        "catalog projection built"
+    );
+    node.catalog
+        .spawn(runtime.store().clone(), runtime.group_commit().clone());
     let max_body = config.max_body_bytes;
     let app_node = node.clone();
     let server = HttpServer::new(move || {

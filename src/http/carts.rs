@@ -151,7 +151,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let node = web::Data::new(Node::new(&rt, auth, None));
+        let node = web::Data::new(Node::new(&rt, auth, ecommesh_actors::Currency::USD, None));
         let app =
             test::init_service(App::new().configure(crate::http::configure(node, 4096))).await;
 

@@ -210,6 +210,26 @@ pub fn json_error(
     api.into()
 }
 
+/// Turns query parameters that do not parse into a 422 problem naming the parameter.
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let detail = format!("invalid query parameters: {err}");
+    ApiError {
+        errors: vec![FieldError {
+            field: "query".into(),
+            message: err.to_string(),
+        }],
+        ..ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            detail,
+        )
+    }
+    .into()
+}
+
 /// Turns a path that does not parse into a 404 problem.
 pub fn path_error(
     err: actix_web::error::PathError,

@@ -4,6 +4,7 @@
 pub mod carts;
 pub mod errors;
 pub mod ops;
+pub mod products;
 
 use std::time::Instant;
 
@@ -26,6 +27,7 @@ pub fn configure(
                     .error_handler(errors::json_error),
             )
             .app_data(web::PathConfig::default().error_handler(errors::path_error))
+            .app_data(web::QueryConfig::default().error_handler(errors::query_error))
             .route("/healthz", web::get().to(ops::healthz))
             .route("/readyz", web::get().to(ops::readyz))
             .route("/metrics", web::get().to(ops::metrics))

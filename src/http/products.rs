@@ -1,0 +1,365 @@
+//! Product routes: the catalog listing (from the catalog projection), one product with its
+//! live stock (from its entity), and the admin's create, change, restock and archive.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use ecommesh_actors::entities::product::{
+    ProductCommand, ProductDetails, ProductPatch, ProductState,
+};
+use ecommesh_actors::{Currency, EntityError, Money};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::auth::extract::Admin;
+use crate::catalog::{Query, Sort};
+use crate::http::errors::ApiError;
+use crate::node::Node;
+
+pub const MAX_PER_PAGE: u32 = 100;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/products", web::get().to(list))
+        .route("/products", web::post().to(create))
+        .route("/products/{id}", web::get().to(get))
+        .route("/products/{id}", web::patch().to(update))
+        .route("/products/{id}", web::delete().to(archive))
+        .route("/products/{id}/restock", web::post().to(restock));
+}
+
+/// The product id of a SKU. Deriving it makes the product entity the single writer that
+/// keeps SKUs unique. SKUs are compared case-insensitively.
+pub fn product_id(sku: &str) -> String {
+    let digest = Sha256::digest(format!("ecommesh-product:{}", sku.trim().to_lowercase()));
+    format!("p_{}", &hex::encode(digest)[..20])
+}
+
+/// Money on the wire: integer minor units and an ISO 4217 code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyJson {
+    pub amount: i64,
+    pub currency: String,
+}
+
+impl MoneyJson {
+    pub fn from_money(m: Money) -> Self {
+        MoneyJson {
+            amount: m.amount,
+            currency: m.currency.to_string(),
+        }
+    }
+
+    /// The price, if it is a valid one in the shop's currency.
+    pub fn to_price(&self, field: &str, shop: Currency) -> Result<Money, ApiError> {
+        let currency = Currency::parse(&self.currency).ok_or_else(|| {
+            ApiError::invalid_field(
+                &format!("{field}.currency"),
+                "must be a 3-letter ISO 4217 code such as USD",
+            )
+        })?;
+        if currency != shop {
+            return Err(ApiError::invalid_field(
+                &format!("{field}.currency"),
+                format!("this shop sells in {shop}"),
+            ));
+        }
+        if self.amount < 0 {
+            return Err(ApiError::invalid_field(
+                &format!("{field}.amount"),
+                "must not be negative (minor units, e.g. cents)",
+            ));
+        }
+        Ok(Money::new(self.amount, currency))
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Stock {
+    pub available: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProductView {
+    pub id: String,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub category: String,
+    pub brand: String,
+    pub price: MoneyJson,
+    pub images: Vec<String>,
+    pub archived: bool,
+    pub created_at: String,
+    pub stock: Stock,
+}
+
+/// RFC 3339 UTC of a millisecond timestamp.
+pub fn rfc3339(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+pub fn view(id: &str, s: &ProductState, now_ms: u64) -> Option<ProductView> {
+    let d = s.details.as_ref()?;
+    Some(ProductView {
+        id: id.to_owned(),
+        sku: d.sku.clone(),
+        name: d.name.clone(),
+        description: d.description.clone(),
+        category: d.category.clone(),
+        brand: d.brand.clone(),
+        price: MoneyJson::from_money(d.price),
+        images: d.images.clone(),
+        archived: s.archived,
+        created_at: rfc3339(s.created_at_ms),
+        stock: Stock {
+            available: s.available_at(now_ms),
+        },
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub q: Option<String>,
+    pub category: Option<String>,
+    pub brand: Option<String>,
+    pub min_price: Option<i64>,
+    pub max_price: Option<i64>,
+    pub in_stock: Option<bool>,
+    pub sort: Option<Sort>,
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Facets {
+    pub category: BTreeMap<String, usize>,
+    pub brand: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListView {
+    pub items: Vec<ProductView>,
+    pub total: usize,
+    pub page: u32,
+    pub per_page: u32,
+    pub facets: Facets,
+}
+
+fn check_query(p: &ListParams) -> Result<(), ApiError> {
+    if p.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::invalid_field("q", "at most 200 characters"));
+    }
+    for (field, v) in [("min_price", p.min_price), ("max_price", p.max_price)] {
+        if v.is_some_and(|v| v < 0) {
+            return Err(ApiError::invalid_field(
+                field,
+                "must not be negative (minor units)",
+            ));
+        }
+    }
+    if let (Some(lo), Some(hi)) = (p.min_price, p.max_price) {
+        if lo > hi {
+            return Err(ApiError::invalid_field(
+                "min_price",
+                "must not exceed max_price",
+            ));
+        }
+    }
+    if p.page == Some(0) {
+        return Err(ApiError::invalid_field("page", "pages start at 1"));
+    }
+    if p.per_page.is_some_and(|n| n == 0 || n > MAX_PER_PAGE) {
+        return Err(ApiError::invalid_field(
+            "per_page",
+            format!("must be between 1 and {MAX_PER_PAGE}"),
+        ));
+    }
+    if p.page.unwrap_or(1) > 1_000_000 {
+        return Err(ApiError::invalid_field("page", "must be at most 1000000"));
+    }
+    Ok(())
+}
+
+async fn list(
+    node: web::Data<Node>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let p = params.into_inner();
+    check_query(&p)?;
+    let (page, per_page) = (p.page.unwrap_or(1), p.per_page.unwrap_or(20));
+    let query = Query {
+        q: p.q.filter(|q| !q.trim().is_empty()),
+        category: p.category,
+        brand: p.brand,
+        min_price: p.min_price,
+        max_price: p.max_price,
+        in_stock: p.in_stock,
+        sort: p.sort.unwrap_or_default(),
+        page: page as usize,
+        per_page: per_page as usize,
+    };
+    let now = ecommesh_persistence::now_ms();
+    let index = node.catalog.read();
+    let found = index.query(&query, now);
+    let body = ListView {
+        items: found
+            .items
+            .iter()
+            .filter_map(|(id, s)| view(id, s, now))
+            .collect(),
+        total: found.total,
+        page,
+        per_page,
+        facets: Facets {
+            category: found.categories,
+            brand: found.brands,
+        },
+    };
+    drop(index);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn get(node: web::Data<Node>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    super::carts::check_id("id", &id)?;
+    let reply = node.products.read(id.clone()).await?;
+    let v = view(&id, &reply.state, ecommesh_persistence::now_ms())
+        .ok_or_else(|| ApiError::not_found("no such product"))?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProduct {
+    pub sku: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub category: String,
+    pub brand: String,
+    pub price: MoneyJson,
+    pub stock: u64,
+    #[serde(default)]
+    pub images: Vec<String>,
+}
+
+async fn create(
+    node: web::Data<Node>,
+    _: Admin,
+    body: web::Json<CreateProduct>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let price = b.price.to_price("price", node.currency)?;
+    let id = product_id(&b.sku);
+    let details = ProductDetails {
+        sku: b.sku.trim().to_owned(),
+        name: b.name,
+        description: b.description,
+        category: b.category,
+        brand: b.brand,
+        price,
+        images: b.images,
+    };
+    let cmd = ProductCommand::Create {
+        details,
+        initial_stock: b.stock,
+    };
+    let reply = node
+        .products
+        .execute(id.clone(), cmd, None)
+        .await
+        .map_err(|e| match e {
+            EntityError::Rejected(
+                ecommesh_actors::entities::product::ProductRejection::AlreadyExists,
+            ) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "a product with this SKU exists already",
+            ),
+            e => e.into(),
+        })?;
+    let v = view(&id, &reply.state, ecommesh_persistence::now_ms()).expect("created");
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/products/{id}")))
+        .json(v))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProduct {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub category: Option<String>,
+    pub brand: Option<String>,
+    pub price: Option<MoneyJson>,
+    pub images: Option<Vec<String>>,
+}
+
+async fn run(node: &Node, id: String, cmd: ProductCommand) -> Result<HttpResponse, ApiError> {
+    super::carts::check_id("id", &id)?;
+    let reply = node.products.execute(id.clone(), cmd, None).await?;
+    let v = view(&id, &reply.state, ecommesh_persistence::now_ms())
+        .ok_or_else(|| ApiError::not_found("no such product"))?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+async fn update(
+    node: web::Data<Node>,
+    _: Admin,
+    path: web::Path<String>,
+    body: web::Json<UpdateProduct>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let price = b
+        .price
+        .map(|p| p.to_price("price", node.currency))
+        .transpose()?;
+    let patch = ProductPatch {
+        name: b.name,
+        description: b.description,
+        category: b.category,
+        brand: b.brand,
+        price,
+        images: b.images,
+    };
+    run(&node, path.into_inner(), ProductCommand::Update(patch)).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restock {
+    pub quantity: u64,
+}
+
+async fn restock(
+    node: web::Data<Node>,
+    _: Admin,
+    path: web::Path<String>,
+    body: web::Json<Restock>,
+) -> Result<HttpResponse, ApiError> {
+    run(
+        &node,
+        path.into_inner(),
+        ProductCommand::Restock {
+            quantity: body.quantity,
+        },
+    )
+    .await
+}
+
+async fn archive(
+    node: web::Data<Node>,
+    _: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    run(&node, path.into_inner(), ProductCommand::Archive).await
+}
