@@ -216,8 +216,12 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
+        let mut overrides = overrides.clone();
+        if overrides.no_demo {
+            overrides.demo_catalog = Some(false);
+        }
         let config: Config = fig
-            .merge(Serialized::defaults(overrides))
+            .merge(Serialized::defaults(&overrides))
             .extract()
             .map_err(|e| {
                 // figment's message names the key and the layer it came from.
@@ -366,6 +370,20 @@ mod tests {
         };
         let c = Config::load(Some(std::path::Path::new(SHIPPED)), &o).unwrap();
         assert_eq!((c.shards, c.listen.as_str()), (8, "127.0.0.1:0"));
+    }
+
+    #[test]
+    fn no_demo_turns_the_demo_catalog_off() {
+        let o = Overrides {
+            no_demo: true,
+            ..Default::default()
+        };
+        assert!(!Config::load(None, &o).unwrap().demo_catalog);
+        assert!(
+            Config::load(None, &Overrides::default())
+                .unwrap()
+                .demo_catalog
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::extract::Caller;
 use super::tokens::random_id;
 use super::{customer_id, passwords};
 use crate::http::errors::ApiError;
+use crate::http::json::Json;
 use crate::node::Node;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -129,10 +130,7 @@ fn issue(
     }
 }
 
-async fn register(
-    node: web::Data<Node>,
-    body: web::Json<Register>,
-) -> Result<HttpResponse, ApiError> {
+async fn register(node: web::Data<Node>, body: Json<Register>) -> Result<HttpResponse, ApiError> {
     let Register {
         email,
         password,
@@ -165,7 +163,7 @@ async fn register(
     Ok(HttpResponse::Created().json(session))
 }
 
-async fn login(node: web::Data<Node>, body: web::Json<Login>) -> Result<HttpResponse, ApiError> {
+async fn login(node: web::Data<Node>, body: Json<Login>) -> Result<HttpResponse, ApiError> {
     let Login { email, password } = body.into_inner();
     let id = customer_id(&email);
     let limiter = &node.auth.limiter;
@@ -198,10 +196,7 @@ async fn login(node: web::Data<Node>, body: web::Json<Login>) -> Result<HttpResp
     Ok(HttpResponse::Ok().json(start_session(&node, id, &customer).await?))
 }
 
-async fn refresh(
-    node: web::Data<Node>,
-    body: web::Json<Refresh>,
-) -> Result<HttpResponse, ApiError> {
+async fn refresh(node: web::Data<Node>, body: Json<Refresh>) -> Result<HttpResponse, ApiError> {
     let invalid = || {
         ApiError::unauthorized("the refresh token is invalid, expired, revoked or was already used")
     };

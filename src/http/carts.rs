@@ -10,6 +10,7 @@ use ecommesh_actors::Reply;
 use serde::{Deserialize, Serialize};
 
 use crate::http::errors::ApiError;
+use crate::http::json::Json;
 use crate::node::Node;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -90,7 +91,7 @@ async fn get_cart(
 async fn add_item(
     node: web::Data<Node>,
     path: web::Path<String>,
-    body: web::Json<AddItem>,
+    body: Json<AddItem>,
 ) -> Result<HttpResponse, ApiError> {
     let cart_id = path.into_inner();
     check_id("cart_id", &cart_id)?;

@@ -169,47 +169,6 @@ impl<R: Rejection> From<EntityError<R>> for ApiError {
     }
 }
 
-/// Turns body-parsing failures into 4xx problems that say what was wrong.
-pub fn json_error(
-    err: actix_web::error::JsonPayloadError,
-    _: &actix_web::HttpRequest,
-) -> actix_web::Error {
-    use actix_web::error::JsonPayloadError as J;
-    let api = match &err {
-        J::OverflowKnownLength { length, limit } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("body of {length} bytes exceeds the limit of {limit}"),
-        ),
-        J::Overflow { limit } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("body exceeds the limit of {limit} bytes"),
-        ),
-        J::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as application/json",
-        ),
-        J::Deserialize(e) if e.is_data() => ApiError {
-            errors: vec![FieldError {
-                field: "body".into(),
-                message: e.to_string(),
-            }],
-            ..ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                e.to_string(),
-            )
-        },
-        J::Deserialize(e) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string())
-        }
-        other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.to_string()),
-    };
-    api.into()
-}
-
 /// Turns query parameters that do not parse into a 422 problem naming the parameter.
 pub fn query_error(
     err: actix_web::error::QueryPayloadError,

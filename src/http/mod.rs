@@ -3,6 +3,7 @@
 
 pub mod carts;
 pub mod errors;
+pub mod json;
 pub mod ops;
 pub mod products;
 
@@ -21,11 +22,7 @@ pub fn configure(
 ) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(node)
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(max_body_bytes)
-                    .error_handler(errors::json_error),
-            )
+            .app_data(web::PayloadConfig::new(max_body_bytes))
             .app_data(web::PathConfig::default().error_handler(errors::path_error))
             .app_data(web::QueryConfig::default().error_handler(errors::query_error))
             .route("/healthz", web::get().to(ops::healthz))
@@ -34,6 +31,7 @@ pub fn configure(
             .service(
                 web::scope("/api/v1")
                     .configure(crate::auth::routes::routes)
+                    .configure(products::routes)
                     .configure(carts::routes),
             )
             .default_service(web::to(not_found));

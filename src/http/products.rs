@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::extract::Admin;
 use crate::catalog::{Query, Sort};
 use crate::http::errors::ApiError;
+use crate::http::json::Json;
 use crate::node::Node;
 
 pub const MAX_PER_PAGE: u32 = 100;
@@ -255,7 +256,7 @@ pub struct CreateProduct {
 async fn create(
     node: web::Data<Node>,
     _: Admin,
-    body: web::Json<CreateProduct>,
+    body: Json<CreateProduct>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let price = b.price.to_price("price", node.currency)?;
@@ -316,7 +317,7 @@ async fn update(
     node: web::Data<Node>,
     _: Admin,
     path: web::Path<String>,
-    body: web::Json<UpdateProduct>,
+    body: Json<UpdateProduct>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let price = b
@@ -344,7 +345,7 @@ async fn restock(
     node: web::Data<Node>,
     _: Admin,
     path: web::Path<String>,
-    body: web::Json<Restock>,
+    body: Json<Restock>,
 ) -> Result<HttpResponse, ApiError> {
     run(
         &node,
