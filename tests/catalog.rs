@@ -10,18 +10,13 @@ use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
 fn admin_node(data: &std::path::Path, extra: &[&str]) -> (Node, String) {
-    let mut cmd = common::command(data, extra);
-    cmd.env("ECOMMESH_ADMIN_EMAIL", "admin@shop.test")
-        .env("ECOMMESH_ADMIN_PASSWORD", "admin-pass-1");
-    let node = Node::spawn(cmd);
-    let s: Value = client()
-        .post(node.url("/api/v1/auth/login"))
-        .json(&json!({"email": "admin@shop.test", "password": "admin-pass-1"}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let token = s["access_token"].as_str().unwrap().to_string();
+    let node = common::start_with_admin(data, extra);
+    let token = common::login(
+        &client(),
+        &node,
+        common::ADMIN_EMAIL,
+        common::ADMIN_PASSWORD,
+    );
     (node, token)
 }
 

@@ -1,5 +1,6 @@
-//! Request-level behaviour of the cart routes through the real server: bad input always
-//! gets a 4xx problem document that says what was wrong, never a 5xx.
+//! Request-level behaviour of the caller's cart through the real server: authenticated,
+//! priced, stock-checked, and bad input always gets a 4xx problem document that says what
+//! was wrong, never a 5xx.
 
 mod common;
 
@@ -19,40 +20,104 @@ fn problem(r: reqwest::blocking::Response, status: u16) -> Value {
 }
 
 #[test]
-fn cart_lines_accumulate_and_can_be_removed() {
+fn the_cart_is_the_callers_own_priced_and_stock_checked() {
     let (_tmp, data) = temp();
-    let node = Node::start(&data, &[]);
+    let node = common::start_with_admin(&data, &["--no-demo"]);
     let http = client();
-    let add = |p: &str, q: u32| {
-        http.post(node.url("/api/v1/carts/c1/items"))
+    let admin = common::login(&http, &node, common::ADMIN_EMAIL, common::ADMIN_PASSWORD);
+    let mug = common::create_product(&http, &node, &admin, "MUG", 1250, 5);
+    let lid = common::create_product(&http, &node, &admin, "LID", 300, 100);
+    let ada = common::register(&http, &node, "ada@cart.test");
+    let bob = common::register(&http, &node, "bob@cart.test");
+    let add = |token: &str, p: &str, q: u32| {
+        http.post(node.url("/api/v1/cart/items"))
+            .bearer_auth(token)
             .json(&json!({"product_id": p, "quantity": q}))
             .send()
             .unwrap()
     };
-    assert_eq!(add("mug", 2).status(), 200);
-    let body: Value = add("mug", 3).json().unwrap();
-    assert_eq!(body["items"], json!([{"product_id": "mug", "quantity": 5}]));
-    assert_eq!(body["version"], 2);
-    let body: Value = add("lid", 1).json().unwrap();
-    assert_eq!(body["total_units"], 6);
+    assert_eq!(add(&ada, &mug, 2).status(), 200);
+    let body: Value = add(&ada, &mug, 1).json().unwrap();
+    assert_eq!(body["items"][0]["quantity"], 3);
+    assert_eq!(
+        body["items"][0]["unit_price"],
+        json!({"amount": 1250, "currency": "USD"})
+    );
+    assert_eq!(body["items"][0]["line_total"]["amount"], 3750);
+    let body: Value = add(&ada, &lid, 4).json().unwrap();
+    assert_eq!(
+        (
+            body["total"]["amount"].as_i64(),
+            body["total_units"].as_u64(),
+            body["version"].as_u64()
+        ),
+        (Some(4950), Some(7), Some(3))
+    );
+
+    // More than is available is refused, with the figure.
+    let p = problem(add(&ada, &mug, 3), 409);
+    assert_eq!(
+        (
+            p["code"].as_str(),
+            p["available"].as_u64(),
+            p["requested"].as_u64()
+        ),
+        (Some("out_of_stock"), Some(5), Some(6))
+    );
     let r = http
-        .delete(node.url("/api/v1/carts/c1/items/mug"))
+        .patch(node.url(&format!("/api/v1/cart/items/{mug}")))
+        .bearer_auth(&ada)
+        .json(&json!({"quantity": 5}))
         .send()
         .unwrap();
     let body: Value = r.json().unwrap();
-    assert_eq!(body["items"], json!([{"product_id": "lid", "quantity": 1}]));
-    let empty: Value = http
-        .get(node.url("/api/v1/carts/never-used"))
+    let line = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["product_id"] == mug.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(line["quantity"], 5);
+
+    // Bob's cart is his own: he sees nothing of Ada's, and cannot name hers.
+    let bobs: Value = http
+        .get(node.url("/api/v1/cart"))
+        .bearer_auth(&bob)
         .send()
         .unwrap()
         .json()
         .unwrap();
+    assert_eq!(bobs["items"], json!([]));
     assert_eq!(
-        (
-            empty["version"].as_u64(),
-            empty["items"].as_array().map(Vec::len)
-        ),
-        (Some(0), Some(0))
+        http.get(node.url("/api/v1/cart")).send().unwrap().status(),
+        401
+    );
+
+    let r = http
+        .delete(node.url(&format!("/api/v1/cart/items/{lid}")))
+        .bearer_auth(&ada)
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let r = http
+        .delete(node.url("/api/v1/cart"))
+        .bearer_auth(&ada)
+        .send()
+        .unwrap();
+    assert_eq!(r.json::<Value>().unwrap()["items"], json!([]));
+    problem(
+        http.delete(node.url(&format!("/api/v1/cart/items/{lid}")))
+            .bearer_auth(&ada)
+            .send()
+            .unwrap(),
+        404,
     );
 }
 
@@ -61,9 +126,12 @@ fn bad_input_gets_a_precise_4xx() {
     let (_tmp, data) = temp();
     let node = Node::start(&data, &["--max-body-bytes", "1024"]);
     let http = client();
-    let url = node.url("/api/v1/carts/c1/items");
+    let token = common::register(&http, &node, "bad@cart.test");
+    let product = common::first_in_stock(&http, &node);
+    let url = node.url("/api/v1/cart/items");
     let post = |body: &str| {
         http.post(&url)
+            .bearer_auth(&token)
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()
@@ -74,11 +142,14 @@ fn bad_input_gets_a_precise_4xx() {
         problem(post("{\"product_id\": \"p\""), 400)["code"],
         "malformed_json"
     );
-    let b = problem(post(r#"{"product_id": "p", "quantity": -1}"#), 422);
-    assert!(b["detail"].as_str().unwrap().contains("-1"), "{b}");
+    let b = problem(
+        post(&format!(r#"{{"product_id": "{product}", "quantity": -1}}"#)),
+        422,
+    );
+    assert_eq!(b["errors"][0]["field"], "quantity", "{b}");
     assert_eq!(
-        problem(post(r#"{"product_id": "p", "quantity": "two"}"#), 422)["code"],
-        "validation_failed"
+        problem(post(r#"{"product_id": "p", "quantity": "two"}"#), 422)["errors"][0]["field"],
+        "quantity"
     );
     let b = problem(
         post(r#"{"product_id": "p", "quantity": 1, "price": 5}"#),
@@ -88,36 +159,37 @@ fn bad_input_gets_a_precise_4xx() {
         b["detail"].as_str().unwrap().contains("price"),
         "unknown field not named: {b}"
     );
-    let b = problem(post(r#"{"product_id": "p", "quantity": 0}"#), 422);
+    let b = problem(
+        post(&format!(r#"{{"product_id": "{product}", "quantity": 0}}"#)),
+        422,
+    );
     assert!(b["detail"].as_str().unwrap().contains("quantity"), "{b}");
-    problem(post(r#"{"product_id": "p", "quantity": 100000}"#), 422);
+    problem(
+        post(&format!(
+            r#"{{"product_id": "{product}", "quantity": 100000}}"#
+        )),
+        409,
+    );
     problem(
         post(r#"{"product_id": "p", "quantity": 99999999999999999999}"#),
         422,
     );
     let b = problem(post(r#"{"product_id": "has space", "quantity": 1}"#), 422);
     assert_eq!(b["errors"][0]["field"], "product_id");
+    problem(
+        post(r#"{"product_id": "no-such-product", "quantity": 1}"#),
+        404,
+    );
     let big = format!(r#"{{"product_id": "{}", "quantity": 1}}"#, "x".repeat(4096));
     assert_eq!(problem(post(&big), 413)["code"], "payload_too_large");
     let r = http
         .post(&url)
+        .bearer_auth(&token)
         .header("content-type", "text/plain")
         .body("hi")
         .send()
         .unwrap();
     assert_eq!(problem(r, 415)["code"], "unsupported_media_type");
-    problem(
-        http.get(node.url(&format!("/api/v1/carts/{}", "x".repeat(200))))
-            .send()
-            .unwrap(),
-        422,
-    );
-    problem(
-        http.delete(node.url("/api/v1/carts/c1/items/absent"))
-            .send()
-            .unwrap(),
-        404,
-    );
     problem(
         http.get(node.url("/api/v1/nothing-here")).send().unwrap(),
         404,
@@ -125,10 +197,12 @@ fn bad_input_gets_a_precise_4xx() {
 
     // None of that reached the journal.
     let cart: Value = http
-        .get(node.url("/api/v1/carts/c1"))
+        .get(node.url("/api/v1/cart"))
+        .bearer_auth(&token)
         .send()
         .unwrap()
         .json()
         .unwrap();
     assert_eq!(cart["version"], 0);
+    assert_eq!(http.get(node.url("/healthz")).send().unwrap().status(), 200);
 }

@@ -36,9 +36,12 @@ fn shard_count_mismatch_is_refused_and_overwrites_nothing() {
     let (_tmp, data) = temp();
     let node = Node::start(&data, &["--shards", "8"]);
     let http = client();
+    let token = common::register(&http, &node, "keep@shard.test");
+    let product = common::first_in_stock(&http, &node);
     let r = http
-        .post(node.url("/api/v1/carts/c1/items"))
-        .json(&serde_json::json!({"product_id": "p", "quantity": 3}))
+        .post(node.url("/api/v1/cart/items"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"product_id": product, "quantity": 2}))
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -54,12 +57,13 @@ fn shard_count_mismatch_is_refused_and_overwrites_nothing() {
 
     let node = Node::start(&data, &["--shards", "8"]);
     let cart: serde_json::Value = http
-        .get(node.url("/api/v1/carts/c1"))
+        .get(node.url("/api/v1/cart"))
+        .bearer_auth(&token)
         .send()
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(cart["items"][0]["quantity"], 3);
+    assert_eq!(cart["items"][0]["quantity"], 2);
 }
 
 #[test]
@@ -131,10 +135,13 @@ fn sigterm_drains_flushes_and_exits_zero() {
     let (_tmp, data) = temp();
     let node = Node::start(&data, &[]);
     let http = client();
-    for i in 0..20 {
+    let token = common::register(&http, &node, "term@shard.test");
+    let product = common::first_in_stock(&http, &node);
+    for _ in 0..3 {
         let r = http
-            .post(node.url("/api/v1/carts/term/items"))
-            .json(&serde_json::json!({"product_id": format!("p{i}"), "quantity": 1}))
+            .post(node.url("/api/v1/cart/items"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"product_id": product, "quantity": 1}))
             .send()
             .unwrap();
         assert_eq!(r.status(), 200);
@@ -142,12 +149,16 @@ fn sigterm_drains_flushes_and_exits_zero() {
     assert_eq!(node.terminate().code(), Some(0));
     let node = Node::start(&data, &[]);
     let cart: serde_json::Value = http
-        .get(node.url("/api/v1/carts/term"))
+        .get(node.url("/api/v1/cart"))
+        .bearer_auth(&token)
         .send()
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(cart["total_units"], 20);
+    assert_eq!(
+        (cart["total_units"].as_u64(), cart["version"].as_u64()),
+        (Some(3), Some(3))
+    );
 }
 
 #[test]
@@ -158,8 +169,11 @@ fn health_readiness_and_metrics() {
     assert_eq!(http.get(node.url("/healthz")).send().unwrap().status(), 200);
     let ready = http.get(node.url("/readyz")).send().unwrap();
     assert_eq!(ready.status(), 200);
-    http.post(node.url("/api/v1/carts/m/items"))
-        .json(&serde_json::json!({"product_id": "p", "quantity": 1}))
+    let token = common::register(&http, &node, "m@shard.test");
+    let product = common::first_in_stock(&http, &node);
+    http.post(node.url("/api/v1/cart/items"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"product_id": product, "quantity": 1}))
         .send()
         .unwrap();
     let metrics = http
@@ -181,7 +195,7 @@ fn health_readiness_and_metrics() {
         assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
     }
     assert!(
-        metrics.contains(r#"route="/api/v1/carts/{cart_id}/items",status="200""#),
+        metrics.contains(r#"route="/api/v1/cart/items",status="200""#),
         "{metrics}"
     );
 }

@@ -1,25 +1,26 @@
-//! Cart routes: read a cart, add a line, remove a line. Every write is acknowledged only
-//! once its event is on disk.
-//!
-//! These routes do not authenticate yet: authentication and object-level authorization
-//! come with the commerce API (issue 4), which puts them behind the caller's identity.
+//! The caller's own cart: `/api/v1/cart`. Its id is the customer's id, so nobody can name
+//! another customer's cart. Lines show the product's current price; the cart does not hold
+//! stock (checkout reserves it), but it refuses more units than are available.
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use ecommesh_actors::entities::cart::{CartCommand, CartState};
-use ecommesh_actors::Reply;
+use ecommesh_actors::{Money, Reply};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
+use crate::auth::extract::Caller;
 use crate::http::errors::ApiError;
 use crate::http::json::Json;
+use crate::http::products::MoneyJson;
 use crate::node::Node;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/carts/{cart_id}", web::get().to(get_cart))
-        .route("/carts/{cart_id}/items", web::post().to(add_item))
-        .route(
-            "/carts/{cart_id}/items/{product_id}",
-            web::delete().to(remove_item),
-        );
+    cfg.route("/cart", web::get().to(get_cart))
+        .route("/cart", web::delete().to(clear))
+        .route("/cart/items", web::post().to(add_item))
+        .route("/cart/items/{product_id}", web::patch().to(set_quantity))
+        .route("/cart/items/{product_id}", web::delete().to(remove_item));
 }
 
 /// Ids in paths: 1 to 128 characters of letters, digits, `-`, `_` and `.`.
@@ -46,64 +47,116 @@ pub struct AddItem {
     pub quantity: u32,
 }
 
-#[derive(Debug, Serialize)]
-pub struct CartLine {
-    pub product_id: String,
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetQuantity {
     pub quantity: u32,
 }
 
 #[derive(Debug, Serialize)]
+pub struct CartLine {
+    pub product_id: String,
+    pub name: String,
+    pub quantity: u32,
+    pub unit_price: MoneyJson,
+    pub line_total: MoneyJson,
+    /// Units available right now (the cart holds none).
+    pub available: u64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct CartView {
-    pub cart_id: String,
-    /// The cart's sequence number: it grows by one with every change.
+    /// Grows by one with every change of the cart.
     pub version: u64,
     pub items: Vec<CartLine>,
     pub total_units: u64,
+    pub total: MoneyJson,
 }
 
-fn view(cart_id: String, reply: Reply<CartState>) -> CartView {
-    CartView {
-        cart_id,
+/// Prices the cart's lines with each product's current price.
+pub async fn view(node: &Node, reply: Reply<CartState>) -> Result<CartView, ApiError> {
+    let now = ecommesh_persistence::now_ms();
+    let mut total = Money::new(0, node.currency);
+    let mut items = Vec::with_capacity(reply.state.items.len());
+    for (product_id, quantity) in &reply.state.items {
+        let product = node.products.read(product_id.clone()).await?.state;
+        let Some(d) = &product.details else { continue };
+        let line_total = d.price.checked_mul(*quantity as u64).unwrap_or(d.price);
+        total = total.checked_add(line_total).unwrap_or(total);
+        items.push(CartLine {
+            product_id: product_id.clone(),
+            name: d.name.clone(),
+            quantity: *quantity,
+            unit_price: MoneyJson::from_money(d.price),
+            line_total: MoneyJson::from_money(line_total),
+            available: product.available_at(now),
+        });
+    }
+    Ok(CartView {
         version: reply.seq,
         total_units: reply.state.total_units(),
-        items: reply
-            .state
-            .items
-            .into_iter()
-            .map(|(product_id, quantity)| CartLine {
-                product_id,
-                quantity,
-            })
-            .collect(),
-    }
+        items,
+        total: MoneyJson::from_money(total),
+    })
 }
 
-async fn get_cart(
-    node: web::Data<Node>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let cart_id = path.into_inner();
-    check_id("cart_id", &cart_id)?;
-    let reply = node.carts.read(cart_id.clone()).await?;
-    Ok(HttpResponse::Ok().json(view(cart_id, reply)))
+/// Refuses `wanted` units of a product that does not exist, is archived, or has fewer
+/// available.
+async fn check_available(node: &Node, product_id: &str, wanted: u64) -> Result<(), ApiError> {
+    check_id("product_id", product_id)?;
+    let product = node.products.read(product_id.to_owned()).await?.state;
+    if product.details.is_none() {
+        return Err(ApiError::not_found(format!(
+            "product {product_id} does not exist"
+        )));
+    }
+    if product.archived {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "product_archived",
+            format!("product {product_id} is no longer sold"),
+        ));
+    }
+    let available = product.available_at(ecommesh_persistence::now_ms());
+    if wanted > available {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "out_of_stock",
+            format!("only {available} of {product_id} available, {wanted} wanted"),
+        )
+        .with("product_id", json!(product_id))
+        .with("requested", json!(wanted))
+        .with("available", json!(available)));
+    }
+    Ok(())
+}
+
+async fn respond(node: &Node, reply: Reply<CartState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(view(node, reply).await?))
+}
+
+async fn get_cart(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let reply = node.carts.read(caller.id).await?;
+    respond(&node, reply).await
 }
 
 async fn add_item(
     node: web::Data<Node>,
-    path: web::Path<String>,
+    caller: Caller,
     body: Json<AddItem>,
 ) -> Result<HttpResponse, ApiError> {
-    let cart_id = path.into_inner();
-    check_id("cart_id", &cart_id)?;
     let AddItem {
         product_id,
         quantity,
     } = body.into_inner();
-    check_id("product_id", &product_id)?;
+    let cart = node.carts.read(caller.id.clone()).await?;
+    let in_cart = cart.state.items.get(&product_id).copied().unwrap_or(0) as u64;
+    check_available(&node, &product_id, in_cart + quantity as u64).await?;
+    // The availability check and the add are two steps: checkout re-checks for real.
     let reply = node
         .carts
         .execute(
-            cart_id.clone(),
+            caller.id,
             CartCommand::AddItem {
                 product_id,
                 quantity,
@@ -111,83 +164,49 @@ async fn add_item(
             None,
         )
         .await?;
-    Ok(HttpResponse::Ok().json(view(cart_id, reply)))
+    respond(&node, reply).await
+}
+
+async fn set_quantity(
+    node: web::Data<Node>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: Json<SetQuantity>,
+) -> Result<HttpResponse, ApiError> {
+    let product_id = path.into_inner();
+    if body.quantity == 0 {
+        return Err(ApiError::invalid_field(
+            "quantity",
+            "must be at least 1; DELETE the line to remove it",
+        ));
+    }
+    check_available(&node, &product_id, body.quantity as u64).await?;
+    let cmd = CartCommand::SetQuantity {
+        product_id,
+        quantity: body.quantity,
+    };
+    let reply = node.carts.execute(caller.id, cmd, None).await?;
+    respond(&node, reply).await
 }
 
 async fn remove_item(
     node: web::Data<Node>,
-    path: web::Path<(String, String)>,
+    caller: Caller,
+    path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (cart_id, product_id) = path.into_inner();
-    check_id("cart_id", &cart_id)?;
+    let product_id = path.into_inner();
     check_id("product_id", &product_id)?;
     let reply = node
         .carts
-        .execute(
-            cart_id.clone(),
-            CartCommand::RemoveItem { product_id },
-            None,
-        )
+        .execute(caller.id, CartCommand::RemoveItem { product_id }, None)
         .await?;
-    Ok(HttpResponse::Ok().json(view(cart_id, reply)))
+    respond(&node, reply).await
 }
 
-#[cfg(test)]
-mod tests {
-    use actix_web::{test, App};
-    use ecommesh_actors::{Runtime, RuntimeConfig};
-    use ecommesh_persistence::{open_store, StoreOptions};
-    use serde_json::{json, Value};
-
-    use super::*;
-
-    /// Each route once, in-process, on a real journal in a temp dir.
-    #[actix_web::test]
-    async fn every_cart_route_answers() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_store(&StoreOptions::new(dir.path().join("j"), 4)).unwrap();
-        let rt = Runtime::start(store, RuntimeConfig::default());
-        let auth = crate::node::auth(&crate::Config {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap();
-        let node = web::Data::new(Node::new(&rt, auth, ecommesh_actors::Currency::USD, None));
-        let app =
-            test::init_service(App::new().configure(crate::http::configure(node, 4096))).await;
-
-        let req = test::TestRequest::post()
-            .uri("/api/v1/carts/c1/items")
-            .set_json(json!({"product_id": "mug", "quantity": 2}))
-            .to_request();
-        let body: Value = test::call_and_read_body_json(&app, req).await;
-        assert_eq!(body["items"], json!([{"product_id": "mug", "quantity": 2}]));
-
-        let req = test::TestRequest::get()
-            .uri("/api/v1/carts/c1")
-            .to_request();
-        let body: Value = test::call_and_read_body_json(&app, req).await;
-        assert_eq!(
-            (body["version"].as_u64(), body["total_units"].as_u64()),
-            (Some(1), Some(2))
-        );
-
-        let req = test::TestRequest::delete()
-            .uri("/api/v1/carts/c1/items/mug")
-            .to_request();
-        let body: Value = test::call_and_read_body_json(&app, req).await;
-        assert_eq!(
-            (
-                body["version"].as_u64(),
-                body["items"].as_array().map(Vec::len)
-            ),
-            (Some(2), Some(0))
-        );
-
-        let req = test::TestRequest::delete()
-            .uri("/api/v1/carts/c1/items/mug")
-            .to_request();
-        assert_eq!(test::call_service(&app, req).await.status(), 404);
-        rt.shutdown().unwrap();
-    }
+async fn clear(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let reply = node
+        .carts
+        .execute(caller.id, CartCommand::Clear, None)
+        .await?;
+    respond(&node, reply).await
 }

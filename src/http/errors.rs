@@ -24,6 +24,8 @@ pub struct ApiError {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after_secs: Option<u64>,
+    /// Members added to the problem document (RFC 9457 extensions), e.g. `available`.
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -34,6 +36,7 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after_secs: None,
+            extensions: serde_json::Map::new(),
         }
     }
 
@@ -50,6 +53,12 @@ impl ApiError {
                 format!("{field}: {message}"),
             )
         }
+    }
+
+    /// Adds a member to the problem document.
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(key.to_owned(), value);
+        self
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -101,6 +110,8 @@ struct Problem<'a> {
     code: &'a str,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
     errors: &'a [FieldError],
+    #[serde(flatten)]
+    extensions: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl ResponseError for ApiError {
@@ -119,6 +130,7 @@ impl ResponseError for ApiError {
             detail: &self.detail,
             code: self.code,
             errors: &self.errors,
+            extensions: &self.extensions,
         };
         let mut res = HttpResponse::build(self.status);
         res.insert_header((header::CONTENT_TYPE, "application/problem+json"));

@@ -150,3 +150,81 @@ pub fn temp() -> (tempfile::TempDir, PathBuf) {
     let data = dir.path().join("data");
     (dir, data)
 }
+
+/// Registers a customer and returns its access token.
+pub fn register(http: &reqwest::blocking::Client, node: &Node, email: &str) -> String {
+    let r = http
+        .post(node.url("/api/v1/auth/register"))
+        .json(&serde_json::json!({"email": email, "password": "password-1", "name": "Test"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "register {email}");
+    r.json::<serde_json::Value>().unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+pub const ADMIN_EMAIL: &str = "admin@shop.test";
+pub const ADMIN_PASSWORD: &str = "admin-pass-1";
+
+/// Starts a node whose admin account comes from the environment.
+pub fn start_with_admin(data_dir: &Path, extra: &[&str]) -> Node {
+    let mut cmd = command(data_dir, extra);
+    cmd.env("ECOMMESH_ADMIN_EMAIL", ADMIN_EMAIL)
+        .env("ECOMMESH_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    Node::spawn(cmd)
+}
+
+/// Logs in and returns the access token.
+pub fn login(http: &reqwest::blocking::Client, node: &Node, email: &str, password: &str) -> String {
+    let r = http
+        .post(node.url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "login {email}");
+    r.json::<serde_json::Value>().unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Creates a product as the admin and returns its id.
+pub fn create_product(
+    http: &reqwest::blocking::Client,
+    node: &Node,
+    admin: &str,
+    sku: &str,
+    cents: i64,
+    stock: u64,
+) -> String {
+    let r = http
+        .post(node.url("/api/v1/products"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({
+            "sku": sku, "name": format!("Product {sku}"), "category": "test", "brand": "Test",
+            "price": {"amount": cents, "currency": "USD"}, "stock": stock
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "create {sku}");
+    r.json::<serde_json::Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The id of some demo product with stock.
+pub fn first_in_stock(http: &reqwest::blocking::Client, node: &Node) -> String {
+    let list: serde_json::Value = http
+        .get(node.url("/api/v1/products?in_stock=true&sort=name&per_page=1"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    list["items"][0]["id"]
+        .as_str()
+        .expect("a product in stock")
+        .to_string()
+}
