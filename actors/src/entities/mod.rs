@@ -4,12 +4,14 @@
 pub mod cart;
 pub mod customer;
 pub mod order;
+pub mod payment;
 pub mod product;
 pub mod session;
 
 pub use cart::Cart;
 pub use customer::Customer;
 pub use order::Order;
+pub use payment::Payment;
 pub use product::Product;
 pub use session::Session;
 

@@ -53,6 +53,27 @@ pub struct OrderLine {
     pub unit_price: Money,
 }
 
+/// Where an order goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub name: String,
+    pub line1: String,
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2, e.g. `US`.
+    pub country: String,
+}
+
+/// What a checkout records with the order it places.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutDetails {
+    pub shipping: Address,
+    /// Hash of the checkout request, so that a retry with the same idempotency key but a
+    /// different body is told apart from a true retry.
+    pub request_hash: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct OrderState {
     pub status: OrderStatus,
@@ -68,6 +89,8 @@ pub struct OrderState {
     pub refunded: Option<Money>,
     /// (status, at) for every transition, oldest first.
     pub history: Vec<(OrderStatus, u64)>,
+    pub checkout: Option<CheckoutDetails>,
+    pub cancel_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +98,7 @@ pub enum OrderCommand {
     Place {
         customer_id: String,
         lines: Vec<OrderLine>,
+        checkout: Option<CheckoutDetails>,
     },
     MarkPaid {
         payment_ref: String,
@@ -125,6 +149,8 @@ pub enum OrderEvent {
         amount: Money,
         at_ms: u64,
     },
+    /// Added after schema v1; new variants go at the end so old events keep their tags.
+    CheckoutRecorded(CheckoutDetails),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -167,6 +193,33 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> OrderRejection {
     }
 }
 
+fn check_address(a: &Address) -> Result<(), OrderRejection> {
+    let text = |field: &'static str, v: &str, max: usize| {
+        let n = v.trim().chars().count();
+        if n == 0 || n > max {
+            Err(invalid(field, format!("must be 1 to {max} characters")))
+        } else {
+            Ok(())
+        }
+    };
+    text("shipping_address.name", &a.name, 100)?;
+    text("shipping_address.line1", &a.line1, 200)?;
+    if let Some(l2) = &a.line2 {
+        if l2.chars().count() > 200 {
+            return Err(invalid("shipping_address.line2", "at most 200 characters"));
+        }
+    }
+    text("shipping_address.city", &a.city, 100)?;
+    text("shipping_address.postal_code", &a.postal_code, 20)?;
+    if a.country.len() != 2 || !a.country.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(invalid(
+            "shipping_address.country",
+            "must be an ISO 3166-1 alpha-2 code such as US",
+        ));
+    }
+    Ok(())
+}
+
 fn total_of(lines: &[OrderLine]) -> Result<Money, OrderRejection> {
     let first = lines
         .first()
@@ -200,6 +253,8 @@ pub struct Order;
 
 impl Entity for Order {
     const KIND: &'static str = "order";
+    /// 2: the state gained `checkout` and `cancel_reason`; v1 snapshots are rebuilt.
+    const STATE_VERSION: u16 = 2;
     type State = OrderState;
     type Command = OrderCommand;
     type Event = OrderEvent;
@@ -220,7 +275,11 @@ impl Entity for Order {
             return Err(OrderRejection::NotFound);
         }
         let event = match command {
-            Place { customer_id, lines } => {
+            Place {
+                customer_id,
+                lines,
+                checkout,
+            } => {
                 if state.status != S::New {
                     return Err(OrderRejection::AlreadyPlaced);
                 }
@@ -231,12 +290,19 @@ impl Entity for Order {
                     return Err(invalid("lines", format!("at most {MAX_LINES} lines")));
                 }
                 let total = total_of(lines)?;
-                OrderEvent::Placed {
+                if let Some(c) = checkout {
+                    check_address(&c.shipping)?;
+                }
+                let placed = OrderEvent::Placed {
                     customer_id: customer_id.clone(),
                     lines: lines.clone(),
                     total,
                     at_ms: now,
-                }
+                };
+                return Ok(match checkout {
+                    Some(c) => vec![placed, OrderEvent::CheckoutRecorded(c.clone())],
+                    None => vec![placed],
+                });
             }
             MarkPaid { payment_ref } => match state.status {
                 S::PendingPayment => OrderEvent::Paid {
@@ -289,6 +355,10 @@ impl Entity for Order {
 
     fn apply(state: &mut OrderState, event: &OrderEvent) {
         let (status, at) = match event {
+            OrderEvent::CheckoutRecorded(details) => {
+                state.checkout = Some(details.clone());
+                return; // not a status change
+            }
             OrderEvent::Placed {
                 customer_id,
                 lines,
@@ -316,7 +386,10 @@ impl Entity for Order {
                 (OrderStatus::Shipped, *at_ms)
             }
             OrderEvent::Delivered { at_ms } => (OrderStatus::Delivered, *at_ms),
-            OrderEvent::Cancelled { at_ms, .. } => (OrderStatus::Cancelled, *at_ms),
+            OrderEvent::Cancelled { reason, at_ms } => {
+                state.cancel_reason = Some(reason.clone());
+                (OrderStatus::Cancelled, *at_ms)
+            }
             OrderEvent::Returned { at_ms, .. } => (OrderStatus::Returned, *at_ms),
             OrderEvent::Refunded { amount, at_ms } => {
                 state.refunded = Some(*amount);
@@ -336,6 +409,7 @@ impl Entity for Order {
             OrderEvent::Cancelled { .. } => "OrderCancelled",
             OrderEvent::Returned { .. } => "OrderReturned",
             OrderEvent::Refunded { .. } => "OrderRefunded",
+            OrderEvent::CheckoutRecorded(_) => "OrderCheckoutRecorded",
         }
     }
 }
@@ -371,6 +445,7 @@ mod tests {
             Place {
                 customer_id: "c".into(),
                 lines: vec![line("a", 2, 250), line("b", 1, 99)],
+                checkout: None,
             },
         )
         .unwrap();
@@ -390,6 +465,7 @@ mod tests {
                 Place {
                     customer_id: "c".into(),
                     lines,
+                    checkout: None,
                 },
             )
             .unwrap_err();
@@ -406,7 +482,8 @@ mod tests {
             &[],
             Place {
                 customer_id: "c".into(),
-                lines: mixed
+                lines: mixed,
+                checkout: None
             }
         )
         .is_err());

@@ -1,0 +1,232 @@
+//! The payment of one order (entity id = order id): what was charged, declined and
+//! refunded, through which provider. One entity per order makes charging idempotent: a
+//! retried checkout asks the same entity, which charges at most once.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::entity::{Entity, Rejection, RejectionKind};
+use crate::money::Money;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Charged { charge_id: String },
+    Declined { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PaymentState {
+    pub provider: String,
+    pub amount: Option<Money>,
+    pub outcome: Option<Outcome>,
+    pub refunded: i64,
+}
+
+impl PaymentState {
+    pub fn charge_id(&self) -> Option<&str> {
+        match &self.outcome {
+            Some(Outcome::Charged { charge_id }) => Some(charge_id),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentCommand {
+    /// Records the provider's answer to a charge. Ignored when an outcome is recorded
+    /// already: the first answer stands.
+    Record {
+        provider: String,
+        amount: Money,
+        outcome: Outcome,
+    },
+    Refund {
+        amount: Money,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentEvent {
+    Charged {
+        provider: String,
+        amount: Money,
+        charge_id: String,
+        at_ms: u64,
+    },
+    Declined {
+        provider: String,
+        amount: Money,
+        reason: String,
+        at_ms: u64,
+    },
+    Refunded {
+        amount: Money,
+        at_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PaymentRejection {
+    #[error("nothing was charged")]
+    NotCharged,
+    #[error("refund of {requested} exceeds the {left} left to refund")]
+    RefundTooLarge { requested: i64, left: i64 },
+}
+
+impl Rejection for PaymentRejection {
+    fn code(&self) -> &'static str {
+        match self {
+            PaymentRejection::NotCharged => "not_charged",
+            PaymentRejection::RefundTooLarge { .. } => "refund_too_large",
+        }
+    }
+    fn kind(&self) -> RejectionKind {
+        RejectionKind::Conflict
+    }
+}
+
+pub struct Payment;
+
+impl Entity for Payment {
+    const KIND: &'static str = "payment";
+    type State = PaymentState;
+    type Command = PaymentCommand;
+    type Event = PaymentEvent;
+    type Rejection = PaymentRejection;
+
+    fn handle(
+        state: &PaymentState,
+        command: &PaymentCommand,
+        now: u64,
+    ) -> Result<Vec<PaymentEvent>, PaymentRejection> {
+        match command {
+            PaymentCommand::Record { .. } if state.outcome.is_some() => Ok(vec![]),
+            PaymentCommand::Record {
+                provider,
+                amount,
+                outcome,
+            } => Ok(vec![match outcome {
+                Outcome::Charged { charge_id } => PaymentEvent::Charged {
+                    provider: provider.clone(),
+                    amount: *amount,
+                    charge_id: charge_id.clone(),
+                    at_ms: now,
+                },
+                Outcome::Declined { reason } => PaymentEvent::Declined {
+                    provider: provider.clone(),
+                    amount: *amount,
+                    reason: reason.clone(),
+                    at_ms: now,
+                },
+            }]),
+            PaymentCommand::Refund { amount } => {
+                let (Some(charged), Some(_)) = (state.amount, state.charge_id()) else {
+                    return Err(PaymentRejection::NotCharged);
+                };
+                let left = charged.amount - state.refunded;
+                if amount.amount <= 0 || amount.amount > left {
+                    return Err(PaymentRejection::RefundTooLarge {
+                        requested: amount.amount,
+                        left,
+                    });
+                }
+                Ok(vec![PaymentEvent::Refunded {
+                    amount: *amount,
+                    at_ms: now,
+                }])
+            }
+        }
+    }
+
+    fn apply(state: &mut PaymentState, event: &PaymentEvent) {
+        match event {
+            PaymentEvent::Charged {
+                provider,
+                amount,
+                charge_id,
+                ..
+            } => {
+                state.provider = provider.clone();
+                state.amount = Some(*amount);
+                state.outcome = Some(Outcome::Charged {
+                    charge_id: charge_id.clone(),
+                });
+            }
+            PaymentEvent::Declined {
+                provider,
+                amount,
+                reason,
+                ..
+            } => {
+                state.provider = provider.clone();
+                state.amount = Some(*amount);
+                state.outcome = Some(Outcome::Declined {
+                    reason: reason.clone(),
+                });
+            }
+            PaymentEvent::Refunded { amount, .. } => state.refunded += amount.amount,
+        }
+    }
+
+    fn event_type(event: &PaymentEvent) -> &'static str {
+        match event {
+            PaymentEvent::Charged { .. } => "PaymentCharged",
+            PaymentEvent::Declined { .. } => "PaymentDeclined",
+            PaymentEvent::Refunded { .. } => "PaymentRefunded",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entities::given::{state, when};
+    use crate::money::Currency;
+
+    fn usd(c: i64) -> Money {
+        Money::new(c, Currency::USD)
+    }
+
+    fn charged() -> PaymentEvent {
+        PaymentEvent::Charged {
+            provider: "test".into(),
+            amount: usd(1000),
+            charge_id: "ch_1".into(),
+            at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_first_outcome_stands() {
+        let again = PaymentCommand::Record {
+            provider: "test".into(),
+            amount: usd(1000),
+            outcome: Outcome::Declined { reason: "x".into() },
+        };
+        assert!(when::<Payment>(&[charged()], again).unwrap().is_empty());
+    }
+
+    #[test]
+    fn refunds_never_exceed_the_charge() {
+        let h = [
+            charged(),
+            PaymentEvent::Refunded {
+                amount: usd(600),
+                at_ms: 1,
+            },
+        ];
+        assert!(when::<Payment>(&h, PaymentCommand::Refund { amount: usd(400) }).is_ok());
+        assert_eq!(
+            when::<Payment>(&h, PaymentCommand::Refund { amount: usd(401) }).unwrap_err(),
+            PaymentRejection::RefundTooLarge {
+                requested: 401,
+                left: 400
+            }
+        );
+        assert_eq!(state::<Payment>(&h).refunded, 600);
+        assert_eq!(
+            when::<Payment>(&[], PaymentCommand::Refund { amount: usd(1) }).unwrap_err(),
+            PaymentRejection::NotCharged
+        );
+    }
+}
