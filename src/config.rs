@@ -47,6 +47,7 @@ pub struct Config {
     pub login_lockout_secs: u64,
     pub currency: String,
     pub demo_catalog: bool,
+    pub reservation_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -79,6 +80,7 @@ impl Default for Config {
             login_lockout_secs: 900,
             currency: "USD".into(),
             demo_catalog: true,
+            reservation_ttl_secs: 900,
         }
     }
 }
@@ -200,6 +202,10 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_DEMO_CATALOG")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub demo_catalog: Option<bool>,
+    /// How long checkout holds stock; an interrupted checkout's hold expires after it.
+    #[arg(long, global = true, env = "ECOMMESH_RESERVATION_TTL_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation_ttl_secs: Option<u64>,
     /// Short for `--demo-catalog false`.
     #[arg(long = "no-demo", global = true, action = clap::ArgAction::SetTrue)]
     #[serde(skip)]
@@ -297,6 +303,12 @@ impl Config {
             bail!("invalid configuration: set both `admin_email` and `admin_password`, or neither");
         }
         self.shop_currency()?;
+        range(
+            "reservation_ttl_secs",
+            self.reservation_ttl_secs,
+            1,
+            24 * 3600,
+        )?;
         if self.data_dir.as_os_str().is_empty() {
             bail!("invalid configuration: `data_dir` must not be empty");
         }

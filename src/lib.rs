@@ -7,9 +7,11 @@
 pub mod auth;
 pub mod bench;
 pub mod catalog;
+pub mod checkout;
 pub mod config;
 pub mod http;
 pub mod node;
+pub mod payments;
 pub mod telemetry;
 
 pub use config::Config;

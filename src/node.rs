@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::{anyhow, Context};
-use ecommesh_actors::entities::{Cart, Customer, Order, Product, Session};
+use ecommesh_actors::entities::{Cart, Customer, Order, Payment, Product, Session};
 use ecommesh_actors::{Registry, Runtime};
 use ecommesh_persistence::{EventStore, StoreError, StoreOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -32,6 +32,10 @@ pub struct Node {
     pub orders: Registry<Order>,
     pub customers: Registry<Customer>,
     pub sessions: Registry<Session>,
+    pub payments: Registry<Payment>,
+    pub payment_provider: Box<dyn crate::payments::PaymentProvider>,
+    /// How long checkout holds stock before an unfinished saga's hold expires.
+    pub reservation_ttl: std::time::Duration,
     pub auth: Auth,
     pub catalog: Arc<Catalog>,
     pub currency: Currency,
@@ -55,6 +59,9 @@ impl Node {
             orders: runtime.registry(),
             customers: runtime.registry(),
             sessions: runtime.registry(),
+            payments: runtime.registry(),
+            payment_provider: Box::new(crate::payments::TestPaymentProvider),
+            reservation_ttl: std::time::Duration::from_secs(900),
             auth,
             catalog: Arc::new(Catalog::new(runtime.store().shard_count())),
             currency,
@@ -193,7 +200,9 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let runtime = Runtime::start(store, config.runtime());
-    let node = web::Data::new(Node::new(&runtime, auth, config.shop_currency()?, metrics));
+    let mut node = Node::new(&runtime, auth, config.shop_currency()?, metrics);
+    node.reservation_ttl = std::time::Duration::from_secs(config.reservation_ttl_secs);
+    let node = web::Data::new(node);
     let fresh = (0..node.shards).all(|s| {
         runtime
             .store()

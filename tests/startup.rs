@@ -208,6 +208,8 @@ fn json_logs_are_one_object_per_line() {
     let ready = loop {
         let line = node
             .stderr
+            .lock()
+            .unwrap()
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("a log line");
         let v: serde_json::Value =

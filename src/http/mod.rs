@@ -5,6 +5,7 @@ pub mod carts;
 pub mod errors;
 pub mod json;
 pub mod ops;
+pub mod orders;
 pub mod products;
 
 use std::time::Instant;
@@ -32,6 +33,8 @@ pub fn configure(
                 web::scope("/api/v1")
                     .configure(crate::auth::routes::routes)
                     .configure(products::routes)
+                    .configure(crate::checkout::routes)
+                    .configure(orders::routes)
                     .configure(carts::routes),
             )
             .default_service(web::to(not_found));

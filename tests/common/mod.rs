@@ -15,7 +15,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ecommesh");
 pub struct Node {
     pub child: Child,
     pub base: String,
-    pub stderr: mpsc::Receiver<String>,
+    pub stderr: std::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 pub fn command(data_dir: &Path, extra: &[&str]) -> Command {
@@ -70,7 +70,7 @@ impl Node {
             Ok(base) => Node {
                 child,
                 base,
-                stderr: erx,
+                stderr: std::sync::Mutex::new(erx),
             },
             Err(_) => {
                 let _ = child.kill();

@@ -1,0 +1,488 @@
+//! Checkout: a saga over the cart, the products, the order and the payment.
+//!
+//! 1. Read the cart once: everything below works on that one version of it.
+//! 2. Reserve every line on its product (reservation id = order id, so a retry holds
+//!    nothing twice); a short line releases the others and answers 409 `out_of_stock`.
+//! 3. Place the order (`pending_payment`) with the prices the reservations saw.
+//! 4. Charge through the payment provider and record the answer in the order's payment;
+//!    a decline releases the stock, cancels the order and answers 402.
+//! 5. Commit the reservations (stock sold), mark the order paid, clear the cart if it is
+//!    still the version that was bought.
+//!
+//! The order id is derived from the customer and the `Idempotency-Key`, so retries and
+//! concurrent duplicates meet in one order entity: one of them places it and runs the
+//! saga, the others wait for its outcome and answer the same. The same key with another
+//! body is refused (422). A saga that dies midway leaves reservations that expire on
+//! their own (`reservation_ttl_secs`), so no stock is held forever, and no order is marked
+//! paid without a recorded charge.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use ecommesh_actors::entities::order::{
+    Address, CheckoutDetails, OrderCommand, OrderLine, OrderState, OrderStatus,
+};
+use ecommesh_actors::entities::payment::{Outcome, PaymentCommand};
+use ecommesh_actors::entities::product::{ProductCommand, ProductRejection};
+use ecommesh_actors::{EntityError, Money};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::auth::extract::Caller;
+use crate::http::errors::ApiError;
+use crate::http::json::Json;
+use crate::http::orders::order_view;
+use crate::node::Node;
+use crate::payments::ProviderError;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/checkout", web::post().to(checkout));
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentInput {
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressInput {
+    pub name: String,
+    pub line1: String,
+    #[serde(default)]
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequest {
+    pub payment: PaymentInput,
+    pub shipping_address: AddressInput,
+}
+
+/// The order id of a checkout: one per customer and idempotency key.
+pub fn order_id(customer: &str, key: &str) -> String {
+    format!(
+        "o_{}",
+        &hex::encode(Sha256::digest(format!("order:{customer}:{key}")))[..20]
+    )
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
+    let key = req
+        .headers()
+        .get("Idempotency-Key")
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "Idempotency-Key",
+                "this header is required: a unique string per checkout attempt",
+            )
+        })?
+        .to_str()
+        .map_err(|_| ApiError::invalid_field("Idempotency-Key", "must be visible ASCII"))?
+        .trim()
+        .to_owned();
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::invalid_field(
+            "Idempotency-Key",
+            "must be 1 to 255 characters",
+        ));
+    }
+    Ok(key)
+}
+
+async fn checkout(
+    node: web::Data<Node>,
+    caller: Caller,
+    req: HttpRequest,
+    body: Json<CheckoutRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
+    let request = body.into_inner();
+    if request.payment.token.trim().is_empty() {
+        return Err(ApiError::invalid_field(
+            "payment.token",
+            "must not be empty",
+        ));
+    }
+    let request_hash = hex::encode(Sha256::digest(
+        serde_json::to_vec(&request).expect("serializable"),
+    ));
+    let id = order_id(&caller.id, &key);
+
+    let existing = node.orders.read(id.clone()).await?.state;
+    if existing.status != OrderStatus::New {
+        return replay(&node, &id, existing, &request_hash).await;
+    }
+    Saga {
+        node: &node,
+        id: &id,
+        customer: &caller.id,
+    }
+    .run(request, request_hash)
+    .await
+}
+
+/// Answers a retry: the same key with the same body gets the first attempt's outcome.
+async fn replay(
+    node: &Node,
+    id: &str,
+    order: OrderState,
+    request_hash: &str,
+) -> Result<HttpResponse, ApiError> {
+    if order.checkout.as_ref().map(|c| c.request_hash.as_str()) != Some(request_hash) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different checkout request",
+        ));
+    }
+    let order = wait_settled(node, id, order).await?;
+    match order.status {
+        OrderStatus::PendingPayment => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "checkout_in_progress",
+            "a checkout with this Idempotency-Key is still running; retry shortly",
+        )
+        .with("order_id", json!(id))),
+        OrderStatus::Cancelled => Err(cancelled(id, &order)),
+        _ => Ok(HttpResponse::Created().json(order_view(node, id, &order).await?)),
+    }
+}
+
+/// Waits (bounded) for a concurrent attempt to finish the saga.
+async fn wait_settled(
+    node: &Node,
+    id: &str,
+    mut order: OrderState,
+) -> Result<OrderState, ApiError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while order.status == OrderStatus::PendingPayment && Instant::now() < deadline {
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        order = node.orders.read(id.to_owned()).await?.state;
+    }
+    Ok(order)
+}
+
+fn cancelled(id: &str, order: &OrderState) -> ApiError {
+    let reason = order.cancel_reason.clone().unwrap_or_default();
+    match reason.strip_prefix("payment_declined: ") {
+        Some(why) => ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "payment_declined",
+            format!("the payment was declined: {why}"),
+        )
+        .with("decline_code", json!(why))
+        .with("order_id", json!(id)),
+        None => ApiError::new(
+            StatusCode::CONFLICT,
+            "order_cancelled",
+            format!("the checkout was cancelled: {reason}"),
+        )
+        .with("order_id", json!(id)),
+    }
+}
+
+struct Saga<'a> {
+    node: &'a Node,
+    id: &'a str,
+    customer: &'a str,
+}
+
+struct Reserved {
+    product_id: String,
+    quantity: u32,
+    unit_price: Money,
+}
+
+impl Saga<'_> {
+    async fn run(
+        &self,
+        request: CheckoutRequest,
+        request_hash: String,
+    ) -> Result<HttpResponse, ApiError> {
+        let node = self.node;
+        // 1. One version of the cart.
+        let cart = node.carts.read(self.customer.to_owned()).await?;
+        if cart.state.items.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "cart_empty",
+                "the cart is empty",
+            ));
+        }
+        let lines: Vec<(String, u32)> = cart
+            .state
+            .items
+            .iter()
+            .map(|(p, q)| (p.clone(), *q))
+            .collect();
+
+        // 2. Reserve every line.
+        let reserved = self.reserve(&lines).await?;
+
+        // 3. Place the order with the prices the reservations saw.
+        let a = request.shipping_address;
+        let shipping = Address {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            postal_code: a.postal_code,
+            country: a.country,
+        };
+        let order_lines: Vec<OrderLine> = reserved
+            .iter()
+            .map(|r| OrderLine {
+                product_id: r.product_id.clone(),
+                quantity: r.quantity,
+                unit_price: r.unit_price,
+            })
+            .collect();
+        let place = OrderCommand::Place {
+            customer_id: self.customer.to_owned(),
+            lines: order_lines,
+            checkout: Some(CheckoutDetails {
+                shipping,
+                request_hash: request_hash.clone(),
+            }),
+        };
+        let placed = match node.orders.execute(self.id.to_owned(), place, None).await {
+            Ok(reply) => reply.state,
+            Err(EntityError::Rejected(
+                ecommesh_actors::entities::order::OrderRejection::AlreadyPlaced,
+            )) => {
+                // A concurrent duplicate placed it first and runs the saga. While it runs,
+                // the reservations are shared (same id) and must stay; once it is done,
+                // any hold with this id is one we made after it finished: give it back.
+                let order = node.orders.read(self.id.to_owned()).await?.state;
+                let order = wait_settled(node, self.id, order).await?;
+                if order.status != OrderStatus::PendingPayment {
+                    self.release(&reserved).await;
+                }
+                return replay(node, self.id, order, &request_hash).await;
+            }
+            Err(e) => {
+                self.release(&reserved).await;
+                return Err(e.into());
+            }
+        };
+        let total = placed.total.expect("a placed order has a total");
+
+        // 4. Charge, and record the answer before acting on it.
+        let provider = &node.payment_provider;
+        let outcome = match provider
+            .charge(self.id, total, request.payment.token.trim())
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.abandon(&reserved, &format!("payment failed: {e}"))
+                    .await;
+                return Err(match e {
+                    ProviderError::InvalidToken(_) => {
+                        ApiError::invalid_field("payment.token", e.to_string())
+                    }
+                    ProviderError::Unavailable(_) => ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "payment_unavailable",
+                        e.to_string(),
+                    ),
+                });
+            }
+        };
+        let record = PaymentCommand::Record {
+            provider: provider.name().to_owned(),
+            amount: total,
+            outcome,
+        };
+        let payment = node
+            .payments
+            .execute(self.id.to_owned(), record, None)
+            .await?
+            .state;
+        let charge_id = match payment.outcome {
+            Some(Outcome::Charged { charge_id }) => charge_id,
+            Some(Outcome::Declined { reason }) => {
+                let order = self
+                    .abandon(&reserved, &format!("payment_declined: {reason}"))
+                    .await;
+                return Err(cancelled(self.id, &order));
+            }
+            None => unreachable!("recorded above"),
+        };
+
+        // 5. Sell the reserved stock, then mark the order paid.
+        for r in &reserved {
+            let commit = ProductCommand::Commit {
+                reservation_id: self.id.to_owned(),
+            };
+            if let Err(e) = node
+                .products
+                .execute(r.product_id.clone(), commit, None)
+                .await
+            {
+                // The hold expired and the stock went elsewhere: give the money back.
+                tracing::warn!(order = self.id, product = %r.product_id, error = %e, "reservation lost after charging; refunding");
+                let _ = provider.refund(&charge_id, total).await;
+                let _ = node
+                    .payments
+                    .execute(
+                        self.id.to_owned(),
+                        PaymentCommand::Refund { amount: total },
+                        None,
+                    )
+                    .await;
+                let order = self
+                    .abandon(
+                        &reserved,
+                        "reservation expired before the payment completed",
+                    )
+                    .await;
+                return Err(cancelled(self.id, &order));
+            }
+        }
+        let paid = node
+            .orders
+            .execute(
+                self.id.to_owned(),
+                OrderCommand::MarkPaid {
+                    payment_ref: charge_id,
+                },
+                None,
+            )
+            .await?;
+        // Clear the cart only if it is still the version that was bought.
+        let _ = node
+            .carts
+            .execute(
+                self.customer.to_owned(),
+                ecommesh_actors::entities::cart::CartCommand::Clear,
+                Some(cart.seq),
+            )
+            .await;
+        metrics::counter!("ecommesh_checkouts_total", "outcome" => "paid").increment(1);
+        Ok(HttpResponse::Created().json(order_view(node, self.id, &paid.state).await?))
+    }
+
+    /// Reserves every line concurrently; on any failure releases what was reserved.
+    async fn reserve(&self, lines: &[(String, u32)]) -> Result<Vec<Reserved>, ApiError> {
+        let ttl_ms = self.node.reservation_ttl.as_millis() as u64;
+        let tasks: Vec<_> = lines
+            .iter()
+            .map(|(product_id, quantity)| {
+                let products = self.node.products.clone();
+                let cmd = ProductCommand::Reserve {
+                    reservation_id: self.id.to_owned(),
+                    quantity: *quantity as u64,
+                    ttl_ms,
+                };
+                let product_id = product_id.clone();
+                actix_web::rt::spawn(async move { products.execute(product_id, cmd, None).await })
+            })
+            .collect();
+        let mut reserved = Vec::new();
+        let mut short = Vec::new();
+        let mut other: Option<ApiError> = None;
+        for ((product_id, quantity), task) in lines.iter().zip(tasks) {
+            let outcome = task.await.map_err(|_| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "shutting down",
+                )
+            })?;
+            match outcome {
+                Ok(reply) => {
+                    let price = reply
+                        .state
+                        .details
+                        .as_ref()
+                        .expect("reserved products exist")
+                        .price;
+                    reserved.push(Reserved {
+                        product_id: product_id.clone(),
+                        quantity: *quantity,
+                        unit_price: price,
+                    });
+                }
+                Err(EntityError::Rejected(ProductRejection::OutOfStock {
+                    requested,
+                    available,
+                })) => {
+                    short.push(json!({"product_id": product_id, "requested": requested, "available": available}));
+                }
+                Err(EntityError::Rejected(
+                    ProductRejection::NotFound | ProductRejection::Archived,
+                )) => {
+                    short.push(
+                        json!({"product_id": product_id, "requested": quantity, "available": 0}),
+                    );
+                }
+                Err(e) => other = Some(e.into()),
+            }
+        }
+        if short.is_empty() && other.is_none() {
+            return Ok(reserved);
+        }
+        self.release(&reserved).await;
+        metrics::counter!("ecommesh_checkouts_total", "outcome" => "out_of_stock").increment(1);
+        Err(other.unwrap_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "out_of_stock",
+                "some lines of the cart are not available in the quantity asked",
+            )
+            .with("lines", json!(short))
+        }))
+    }
+
+    /// Gives the reserved stock back. Best effort: reservations also expire on their own.
+    async fn release(&self, reserved: &[Reserved]) {
+        for r in reserved {
+            let release = ProductCommand::Release {
+                reservation_id: self.id.to_owned(),
+            };
+            if let Err(e) = self
+                .node
+                .products
+                .execute(r.product_id.clone(), release, None)
+                .await
+            {
+                tracing::warn!(order = self.id, product = %r.product_id, error = %e, "release failed; the reservation will expire");
+            }
+        }
+    }
+
+    /// Releases the stock and cancels the order with `reason`; returns the order.
+    async fn abandon(&self, reserved: &[Reserved], reason: &str) -> OrderState {
+        self.release(reserved).await;
+        metrics::counter!("ecommesh_checkouts_total", "outcome" => "cancelled").increment(1);
+        let cancel = OrderCommand::Cancel {
+            reason: reason.to_owned(),
+        };
+        match self
+            .node
+            .orders
+            .execute(self.id.to_owned(), cancel, None)
+            .await
+        {
+            Ok(reply) => reply.state,
+            Err(e) => {
+                tracing::error!(order = self.id, error = %e, "cancel failed");
+                self.node
+                    .orders
+                    .read(self.id.to_owned())
+                    .await
+                    .map(|r| r.state)
+                    .unwrap_or_default()
+            }
+        }
+    }
+}

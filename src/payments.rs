@@ -1,0 +1,92 @@
+//! Payment providers. Checkout charges through the [`PaymentProvider`] trait and records
+//! every answer in the order's `Payment` entity, whichever provider gave it.
+//!
+//! [`TestPaymentProvider`] is the only provider so far, and says so in its name: it moves
+//! no money. It behaves like Stripe's test mode, deciding by the card token:
+//! `tok_visa` (and `tok_mastercard`) succeed, `tok_chargeDeclined` is declined
+//! (`card_declined`), `tok_chargeDeclinedInsufficientFunds` is declined
+//! (`insufficient_funds`); any other token is refused as invalid.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use ecommesh_actors::entities::payment::Outcome;
+use ecommesh_actors::Money;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ProviderError {
+    /// The token is not one the provider knows: the caller's mistake.
+    #[error("unknown payment token {0:?}")]
+    InvalidToken(String),
+    /// The provider could not be reached or failed: try again later.
+    #[error("payment provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Something that can take and give back money.
+pub trait PaymentProvider: Send + Sync + 'static {
+    /// Recorded with every payment.
+    fn name(&self) -> &'static str;
+
+    /// Charges `amount` to `token`. `key` (the order id) makes it idempotent at the
+    /// provider: the same key never charges twice.
+    fn charge<'a>(
+        &'a self,
+        key: &'a str,
+        amount: Money,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Outcome, ProviderError>>;
+
+    /// Gives back `amount` of a charge.
+    fn refund<'a>(
+        &'a self,
+        charge_id: &'a str,
+        amount: Money,
+    ) -> BoxFuture<'a, Result<(), ProviderError>>;
+}
+
+/// A provider for development and tests that moves no money (see the module docs).
+pub struct TestPaymentProvider;
+
+impl PaymentProvider for TestPaymentProvider {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+
+    fn charge<'a>(
+        &'a self,
+        key: &'a str,
+        _amount: Money,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Outcome, ProviderError>> {
+        Box::pin(async move {
+            match token {
+                "tok_visa" | "tok_mastercard" => {
+                    let id = hex::encode(Sha256::digest(format!("test-charge:{key}")));
+                    Ok(Outcome::Charged {
+                        charge_id: format!("ch_test_{}", &id[..24]),
+                    })
+                }
+                "tok_chargeDeclined" => Ok(Outcome::Declined {
+                    reason: "card_declined".into(),
+                }),
+                "tok_chargeDeclinedInsufficientFunds" => Ok(Outcome::Declined {
+                    reason: "insufficient_funds".into(),
+                }),
+                other => Err(ProviderError::InvalidToken(other.to_owned())),
+            }
+        })
+    }
+
+    fn refund<'a>(
+        &'a self,
+        _charge_id: &'a str,
+        _amount: Money,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async { Ok(()) })
+    }
+}

@@ -1,0 +1,305 @@
+//! Checkout through the real binary: no overselling under contention, idempotent retries,
+//! declines that give the stock back.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use common::{client, temp, Node};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+fn address() -> Value {
+    json!({"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"})
+}
+
+fn checkout(
+    http: &Client,
+    node: &Node,
+    token: &str,
+    key: &str,
+    card: &str,
+) -> reqwest::blocking::Response {
+    http.post(node.url("/api/v1/checkout"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&json!({"payment": {"token": card}, "shipping_address": address()}))
+        .send()
+        .unwrap()
+}
+
+fn add(http: &Client, node: &Node, token: &str, product: &str, quantity: u32) {
+    let r = http
+        .post(node.url("/api/v1/cart/items"))
+        .bearer_auth(token)
+        .json(&json!({"product_id": product, "quantity": quantity}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+}
+
+fn available(http: &Client, node: &Node, product: &str) -> u64 {
+    let p: Value = http
+        .get(node.url(&format!("/api/v1/products/{product}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    p["stock"]["available"].as_u64().unwrap()
+}
+
+fn setup(extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Node, String) {
+    let (tmp, data) = temp();
+    let mut args = vec!["--no-demo"];
+    args.extend_from_slice(extra);
+    let node = common::start_with_admin(&data, &args);
+    let admin = common::login(
+        &client(),
+        &node,
+        common::ADMIN_EMAIL,
+        common::ADMIN_PASSWORD,
+    );
+    (tmp, data, node, admin)
+}
+
+#[test]
+fn a_paid_order_sells_the_stock_and_clears_the_cart() {
+    let (_tmp, _data, node, admin) = setup(&[]);
+    let http = client();
+    let mug = common::create_product(&http, &node, &admin, "MUG", 1250, 5);
+    let lid = common::create_product(&http, &node, &admin, "LID", 300, 5);
+    let ada = common::register(&http, &node, "ada@checkout.test");
+    add(&http, &node, &ada, &mug, 2);
+    add(&http, &node, &ada, &lid, 1);
+
+    let r = http
+        .post(node.url("/api/v1/checkout"))
+        .bearer_auth(&ada)
+        .json(&json!({"payment": {"token": "tok_visa"}, "shipping_address": address()}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422, "the Idempotency-Key header is required");
+
+    let r = checkout(&http, &node, &ada, "k1", "tok_visa");
+    assert_eq!(r.status(), 201);
+    let order: Value = r.json().unwrap();
+    assert_eq!(order["status"], "paid");
+    assert_eq!(order["total"], json!({"amount": 2800, "currency": "USD"}));
+    assert_eq!(order["payment"]["status"], "charged");
+    assert!(order["payment"]["charge_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("ch_test_"));
+    assert_eq!(order["shipping_address"]["country"], "GB");
+    assert_eq!(
+        (available(&http, &node, &mug), available(&http, &node, &lid)),
+        (3, 4)
+    );
+    let cart: Value = http
+        .get(node.url("/api/v1/cart"))
+        .bearer_auth(&ada)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(cart["items"], json!([]));
+
+    let id = order["id"].as_str().unwrap();
+    let mine = http
+        .get(node.url(&format!("/api/v1/orders/{id}")))
+        .bearer_auth(&ada)
+        .send()
+        .unwrap();
+    assert_eq!(mine.status(), 200);
+    let bob = common::register(&http, &node, "bob@checkout.test");
+    assert_eq!(
+        http.get(node.url(&format!("/api/v1/orders/{id}")))
+            .bearer_auth(&bob)
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        checkout(&http, &node, &bob, "k1", "tok_visa").status(),
+        422,
+        "an empty cart cannot be bought"
+    );
+}
+
+#[test]
+fn two_hundred_shoppers_ten_units_exactly_ten_orders() {
+    let (_tmp, data, node, admin) = setup(&[]);
+    let http = client();
+    let item = common::create_product(&http, &node, &admin, "HOT-1", 999, 10);
+    let shoppers: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let (node, item) = (&node, &item);
+                s.spawn(move || {
+                    let http = client();
+                    (0..25)
+                        .map(|i| {
+                            let token =
+                                common::register(&http, node, &format!("s{t}-{i}@rush.test"));
+                            add(&http, node, &token, item, 1);
+                            token
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(shoppers.len(), 200);
+
+    let start = Arc::new(Barrier::new(shoppers.len()));
+    let statuses: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = shoppers
+            .iter()
+            .enumerate()
+            .map(|(i, token)| {
+                let (node, start) = (&node, start.clone());
+                s.spawn(move || {
+                    let http = client();
+                    start.wait();
+                    let r = checkout(&http, node, token, &format!("rush-{i}"), "tok_visa");
+                    (r.status().as_u16(), r.json::<Value>().unwrap())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let paid = statuses.iter().filter(|(s, _)| *s == 201).count();
+    let refused: Vec<_> = statuses.iter().filter(|(s, _)| *s == 409).collect();
+    assert_eq!(
+        paid,
+        10,
+        "{:?}",
+        statuses.iter().map(|(s, _)| s).collect::<Vec<_>>()
+    );
+    assert_eq!(refused.len(), 190);
+    for (_, body) in &refused {
+        assert_eq!(body["code"], "out_of_stock");
+        assert_eq!(body["lines"][0]["available"], 0, "{body}");
+    }
+    assert_eq!(available(&http, &node, &item), 0);
+
+    // Restart: the figures are unchanged.
+    assert_eq!(node.terminate().code(), Some(0));
+    let node = Node::start(&data, &[]);
+    assert_eq!(available(&http, &node, &item), 0);
+    for ((status, body), token) in statuses.iter().zip(&shoppers) {
+        if *status == 201 {
+            let id = body["id"].as_str().unwrap();
+            let order: Value = http
+                .get(node.url(&format!("/api/v1/orders/{id}")))
+                .bearer_auth(token)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            assert_eq!(order["status"], "paid");
+        }
+    }
+}
+
+#[test]
+fn retries_with_one_key_make_one_order_and_one_charge() {
+    let (_tmp, _data, node, admin) = setup(&[]);
+    let http = client();
+    let item = common::create_product(&http, &node, &admin, "ONCE", 500, 10);
+    let ada = common::register(&http, &node, "once@checkout.test");
+    add(&http, &node, &ada, &item, 3);
+    let results: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let start = Arc::new(Barrier::new(5));
+        let handles: Vec<_> = (0..5)
+            .map(|_| {
+                let (node, ada, start) = (&node, &ada, start.clone());
+                s.spawn(move || {
+                    let http = client();
+                    start.wait();
+                    let r = checkout(&http, node, ada, "same-key", "tok_visa");
+                    (r.status().as_u16(), r.json::<Value>().unwrap())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ids: std::collections::BTreeSet<_> = results
+        .iter()
+        .map(|(_, b)| b["id"].as_str().unwrap_or("none").to_string())
+        .collect();
+    assert!(results.iter().all(|(s, _)| *s == 201), "{results:?}");
+    assert_eq!(ids.len(), 1, "one order: {ids:?}");
+    assert_eq!(available(&http, &node, &item), 7, "stock taken once");
+    let charges: std::collections::BTreeSet<_> = results
+        .iter()
+        .map(|(_, b)| b["payment"]["charge_id"].to_string())
+        .collect();
+    assert_eq!(charges.len(), 1, "one charge");
+
+    // A later retry answers the same; the same key with another body is refused.
+    let again: Value = checkout(&http, &node, &ada, "same-key", "tok_visa")
+        .json()
+        .unwrap();
+    assert_eq!(again["id"].as_str(), ids.iter().next().map(String::as_str));
+    assert_eq!(
+        checkout(&http, &node, &ada, "same-key", "tok_mastercard").status(),
+        422
+    );
+}
+
+#[test]
+fn a_declined_payment_cancels_the_order_and_gives_the_stock_back() {
+    let (_tmp, _data, node, admin) = setup(&[]);
+    let http = client();
+    let item = common::create_product(&http, &node, &admin, "DECL", 500, 4);
+    let ada = common::register(&http, &node, "decline@checkout.test");
+    add(&http, &node, &ada, &item, 3);
+    for (key, card, reason) in [
+        ("d1", "tok_chargeDeclined", "card_declined"),
+        (
+            "d2",
+            "tok_chargeDeclinedInsufficientFunds",
+            "insufficient_funds",
+        ),
+    ] {
+        let r = checkout(&http, &node, &ada, key, card);
+        assert_eq!(r.status(), 402);
+        let p: Value = r.json().unwrap();
+        assert_eq!(
+            (p["code"].as_str(), p["decline_code"].as_str()),
+            (Some("payment_declined"), Some(reason))
+        );
+        assert_eq!(available(&http, &node, &item), 4, "the held stock is back");
+        let order: Value = http
+            .get(node.url(&format!(
+                "/api/v1/orders/{}",
+                p["order_id"].as_str().unwrap()
+            )))
+            .bearer_auth(&ada)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(
+            (
+                order["status"].as_str(),
+                order["payment"]["status"].as_str()
+            ),
+            (Some("cancelled"), Some("declined"))
+        );
+        // Retrying the declined attempt answers the same decline.
+        assert_eq!(checkout(&http, &node, &ada, key, card).status(), 402);
+    }
+    let r = checkout(&http, &node, &ada, "d3", "tok_unknown");
+    assert_eq!(r.status(), 422);
+    assert_eq!(available(&http, &node, &item), 4);
+    // The cart survived the failed attempts and now goes through.
+    assert_eq!(checkout(&http, &node, &ada, "d4", "tok_visa").status(), 201);
+    assert_eq!(available(&http, &node, &item), 1);
+}
