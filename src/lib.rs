@@ -11,7 +11,9 @@ pub mod checkout;
 pub mod config;
 pub mod http;
 pub mod node;
+pub mod order_book;
 pub mod payments;
+pub mod projection;
 pub mod telemetry;
 
 pub use config::Config;

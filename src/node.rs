@@ -38,6 +38,7 @@ pub struct Node {
     pub reservation_ttl: std::time::Duration,
     pub auth: Auth,
     pub catalog: Arc<Catalog>,
+    pub order_book: Arc<crate::projection::Projection<crate::order_book::OrderBook>>,
     pub currency: Currency,
     pub shards: u32,
     /// False until recovery is done, and again once shutdown has begun.
@@ -64,6 +65,9 @@ impl Node {
             reservation_ttl: std::time::Duration::from_secs(900),
             auth,
             catalog: Arc::new(Catalog::new(runtime.store().shard_count())),
+            order_book: Arc::new(crate::projection::Projection::new(
+                runtime.store().shard_count(),
+            )),
             currency,
             shards: runtime.store().shard_count(),
             ready: AtomicBool::new(false),
@@ -229,6 +233,13 @@ async fn serve(
         "catalog projection built"
     );
     node.catalog
+        .spawn(runtime.store().clone(), runtime.group_commit().clone());
+    let orders = node
+        .order_book
+        .catch_up(&**runtime.store(), runtime.group_commit())
+        .await?;
+    tracing::info!(events = orders, "order book projection built");
+    node.order_book
         .spawn(runtime.store().clone(), runtime.group_commit().clone());
     let max_body = config.max_body_bytes;
     let app_node = node.clone();

@@ -303,3 +303,123 @@ fn a_declined_payment_cancels_the_order_and_gives_the_stock_back() {
     assert_eq!(checkout(&http, &node, &ada, "d4", "tok_visa").status(), 201);
     assert_eq!(available(&http, &node, &item), 1);
 }
+
+#[test]
+fn order_history_admin_fulfilment_and_sales_summary() {
+    let (_tmp, _data, node, admin) = setup(&[]);
+    let http = client();
+    let mug = common::create_product(&http, &node, &admin, "SUM-MUG", 1000, 50);
+    let ada = common::register(&http, &node, "hist@checkout.test");
+    let mut ids = Vec::new();
+    for (i, qty) in [2u32, 3].into_iter().enumerate() {
+        add(&http, &node, &ada, &mug, qty);
+        let order: Value = checkout(&http, &node, &ada, &format!("h{i}"), "tok_visa")
+            .json()
+            .unwrap();
+        ids.push(order["id"].as_str().unwrap().to_string());
+    }
+    // The order book is a projection: it follows within a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mine = loop {
+        let mine: Value = http
+            .get(node.url("/api/v1/orders"))
+            .bearer_auth(&ada)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if mine["total"] == 2 || std::time::Instant::now() > deadline {
+            break mine;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(mine["total"], 2, "{mine}");
+    assert_eq!(
+        mine["items"][0]["id"].as_str(),
+        Some(ids[1].as_str()),
+        "newest first"
+    );
+    let bob = common::register(&http, &node, "nohist@checkout.test");
+    let theirs: Value = http
+        .get(node.url("/api/v1/orders"))
+        .bearer_auth(&bob)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(theirs["total"], 0);
+
+    let ship = |token: &str, id: &str| {
+        http.post(node.url(&format!("/api/v1/admin/orders/{id}/ship")))
+            .bearer_auth(token)
+            .json(&json!({"carrier": "UPS", "tracking_number": "1Z999"}))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(
+        ship(&ada, &ids[0]).status(),
+        403,
+        "customers cannot call admin endpoints"
+    );
+    let shipped: Value = ship(&admin, &ids[0]).json().unwrap();
+    assert_eq!(
+        (
+            shipped["status"].as_str(),
+            shipped["tracking_number"].as_str()
+        ),
+        (Some("shipped"), Some("1Z999"))
+    );
+    let again = ship(&admin, &ids[0]);
+    assert_eq!(again.status(), 409);
+    assert_eq!(again.json::<Value>().unwrap()["status"], "shipped");
+    let r = http
+        .post(node.url(&format!("/api/v1/admin/orders/{}/deliver", ids[0])))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.json::<Value>().unwrap()["status"], "delivered");
+    let listed: Value = http
+        .get(node.url("/api/v1/admin/orders?status=paid"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["status"] == "paid"),
+        "{listed}"
+    );
+    assert_eq!(
+        http.get(node.url("/api/v1/admin/orders"))
+            .bearer_auth(&ada)
+            .send()
+            .unwrap()
+            .status(),
+        403
+    );
+
+    let summary: Value = http
+        .get(node.url("/api/v1/admin/sales/summary?window_minutes=60"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        (summary["orders"].as_u64(), summary["items_sold"].as_u64()),
+        (Some(2), Some(5)),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["revenue"],
+        json!({"amount": 5000, "currency": "USD"})
+    );
+    assert_eq!(
+        summary["top_products"][0]["product_id"].as_str(),
+        Some(mug.as_str())
+    );
+}

@@ -6,7 +6,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ecommesh_actors::entities::product::{Product, ProductEvent, ProductState};
+use ecommesh_actors::entity::decode_event;
 use ecommesh_actors::Entity;
+use ecommesh_persistence::EventEnvelope;
+
+use crate::projection::ReadModel;
 use serde::Deserialize;
 
 /// How to order results.
@@ -84,9 +88,22 @@ pub struct CatalogIndex {
     products: HashMap<String, Entry>,
 }
 
+impl ReadModel for CatalogIndex {
+    const KIND: &'static str = Product::KIND;
+
+    fn apply(&mut self, id: &str, event: &EventEnvelope) {
+        match decode_event::<Product>(event) {
+            Ok(e) => self.apply_event(id, &e),
+            Err(err) => {
+                tracing::error!(product = id, seq = event.seq, error = %err, "catalog skipped an undecodable event")
+            }
+        }
+    }
+}
+
 impl CatalogIndex {
     /// Applies one product event (`id` without the `product/` prefix).
-    pub fn apply(&mut self, id: &str, event: &ProductEvent) {
+    pub fn apply_event(&mut self, id: &str, event: &ProductEvent) {
         let entry = self.products.entry(id.to_owned()).or_default();
         Product::apply(&mut entry.state, event);
         if matches!(
@@ -207,7 +224,7 @@ mod tests {
             price: Money::new(cents, Currency::USD),
             images: vec![],
         };
-        ix.apply(
+        ix.apply_event(
             id,
             &ProductEvent::Created {
                 details,
@@ -345,7 +362,7 @@ mod tests {
             name: Some("Mountain boot".into()),
             ..Default::default()
         };
-        ix.apply("p1", &ProductEvent::Updated(patch));
+        ix.apply_event("p1", &ProductEvent::Updated(patch));
         assert_eq!(
             ix.query(
                 &Query {
@@ -359,9 +376,9 @@ mod tests {
         );
         let renamed = ix.get("p1").unwrap().details.as_ref().unwrap();
         assert_eq!(renamed.name, "Mountain boot");
-        ix.apply("p4", &ProductEvent::Archived);
+        ix.apply_event("p4", &ProductEvent::Archived);
         assert!(!ids(&ix.query(&q(), 0)).contains(&"p4".to_string()));
-        ix.apply(
+        ix.apply_event(
             "p3",
             &ProductEvent::Reserved {
                 reservation_id: "o".into(),

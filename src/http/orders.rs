@@ -1,17 +1,244 @@
 //! Order routes. A customer sees only their own orders: someone else's order id answers
 //! 404, exactly like an order that does not exist.
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use ecommesh_actors::entities::order::{Address, OrderState, OrderStatus};
-use serde::Serialize;
+use ecommesh_actors::entities::order::{
+    Address, OrderCommand, OrderRejection, OrderState, OrderStatus,
+};
+use ecommesh_actors::EntityError;
+use serde::{Deserialize, Serialize};
 
-use crate::auth::extract::Caller;
+use crate::auth::extract::{Admin, Caller};
 use crate::http::errors::ApiError;
+use crate::http::json::Json;
 use crate::http::products::{rfc3339, MoneyJson};
 use crate::node::Node;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/orders/{id}", web::get().to(get));
+    cfg.route("/orders", web::get().to(list_own))
+        .route("/orders/{id}", web::get().to(get))
+        .route("/admin/orders", web::get().to(list_all))
+        .route("/admin/orders/{id}/ship", web::post().to(ship))
+        .route("/admin/orders/{id}/deliver", web::post().to(deliver))
+        .route("/admin/sales/summary", web::get().to(sales_summary));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paging {
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+    pub status: Option<OrderStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrderSummary {
+    pub id: String,
+    pub customer_id: String,
+    pub status: OrderStatus,
+    pub total: MoneyJson,
+    pub items: u64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrderList {
+    pub items: Vec<OrderSummary>,
+    pub total: usize,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+fn page_of(
+    node: &Node,
+    found: Vec<(&str, &OrderState)>,
+    p: &Paging,
+) -> Result<OrderList, ApiError> {
+    let (page, per_page) = (p.page.unwrap_or(1), p.per_page.unwrap_or(20));
+    if page == 0 || page > 1_000_000 {
+        return Err(ApiError::invalid_field(
+            "page",
+            "must be between 1 and 1000000",
+        ));
+    }
+    if per_page == 0 || per_page > 100 {
+        return Err(ApiError::invalid_field(
+            "per_page",
+            "must be between 1 and 100",
+        ));
+    }
+    let total = found.len();
+    let items = found
+        .into_iter()
+        .skip((page as usize - 1) * per_page as usize)
+        .take(per_page as usize)
+        .map(|(id, o)| OrderSummary {
+            id: id.to_owned(),
+            customer_id: o.customer_id.clone(),
+            status: o.status,
+            total: MoneyJson::from_money(
+                o.total
+                    .unwrap_or(ecommesh_actors::Money::new(0, node.currency)),
+            ),
+            items: o.lines.iter().map(|l| l.quantity as u64).sum(),
+            created_at: rfc3339(o.placed_at_ms),
+        })
+        .collect();
+    Ok(OrderList {
+        items,
+        total,
+        page,
+        per_page,
+    })
+}
+
+async fn list_own(
+    node: web::Data<Node>,
+    caller: Caller,
+    q: web::Query<Paging>,
+) -> Result<HttpResponse, ApiError> {
+    let book = node.order_book.read();
+    let mut found = book.for_customer(&caller.id);
+    if let Some(status) = q.status {
+        found.retain(|(_, o)| o.status == status);
+    }
+    let body = page_of(&node, found, &q)?;
+    drop(book);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn list_all(
+    node: web::Data<Node>,
+    _: Admin,
+    q: web::Query<Paging>,
+) -> Result<HttpResponse, ApiError> {
+    let book = node.order_book.read();
+    let body = page_of(&node, book.all(q.status), &q)?;
+    drop(book);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipRequest {
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+/// Runs a state transition; an illegal one answers 409 with the order's current status.
+async fn transition(node: &Node, id: &str, cmd: OrderCommand) -> Result<HttpResponse, ApiError> {
+    super::carts::check_id("id", id)?;
+    match node.orders.execute(id.to_owned(), cmd, None).await {
+        Ok(reply) => {
+            let mut view = order_view(node, id, &reply.state).await?;
+            view.version = reply.seq;
+            Ok(HttpResponse::Ok().json(view))
+        }
+        Err(EntityError::Rejected(OrderRejection::IllegalTransition { from, to })) => {
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "illegal_transition",
+                format!("a {from} order cannot become {to}"),
+            )
+            .with("status", serde_json::json!(from)))
+        }
+        Err(EntityError::Rejected(OrderRejection::NotFound)) => {
+            Err(ApiError::not_found("no such order"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn ship(
+    node: web::Data<Node>,
+    _: Admin,
+    path: web::Path<String>,
+    body: Json<ShipRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let ShipRequest {
+        carrier,
+        tracking_number,
+    } = body.into_inner();
+    for (field, v) in [("carrier", &carrier), ("tracking_number", &tracking_number)] {
+        if v.trim().is_empty() || v.chars().count() > 100 {
+            return Err(ApiError::invalid_field(
+                field,
+                "must be 1 to 100 characters",
+            ));
+        }
+    }
+    transition(
+        &node,
+        &path.into_inner(),
+        OrderCommand::Ship {
+            carrier,
+            tracking: tracking_number,
+        },
+    )
+    .await
+}
+
+async fn deliver(
+    node: web::Data<Node>,
+    _: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    transition(&node, &path.into_inner(), OrderCommand::Deliver).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryParams {
+    /// The window, in minutes back from now (default 60, at most 30 days).
+    pub window_minutes: Option<u64>,
+    pub top: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TopProduct {
+    pub product_id: String,
+    pub units: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SalesSummary {
+    pub since: String,
+    pub orders: u64,
+    pub revenue: MoneyJson,
+    pub items_sold: u64,
+    pub top_products: Vec<TopProduct>,
+}
+
+async fn sales_summary(
+    node: web::Data<Node>,
+    _: Admin,
+    q: web::Query<SummaryParams>,
+) -> Result<HttpResponse, ApiError> {
+    let minutes = q.window_minutes.unwrap_or(60);
+    if minutes == 0 || minutes > 30 * 24 * 60 {
+        return Err(ApiError::invalid_field(
+            "window_minutes",
+            "must be between 1 and 43200",
+        ));
+    }
+    let top = q.top.unwrap_or(5);
+    if top == 0 || top > 100 {
+        return Err(ApiError::invalid_field("top", "must be between 1 and 100"));
+    }
+    let since = ecommesh_persistence::now_ms().saturating_sub(minutes * 60_000);
+    let (s, revenue) = node.order_book.read().summary(since, top, node.currency);
+    Ok(HttpResponse::Ok().json(SalesSummary {
+        since: rfc3339(since),
+        orders: s.orders,
+        revenue: MoneyJson::from_money(revenue),
+        items_sold: s.items,
+        top_products: s
+            .top_products
+            .into_iter()
+            .map(|(product_id, units)| TopProduct { product_id, units })
+            .collect(),
+    }))
 }
 
 #[derive(Debug, Serialize)]

@@ -1,0 +1,104 @@
+//! Read models built from the event stream (design rule 8): a [`Projection`] follows every
+//! shard's log from its start and feeds one entity kind's events to a [`ReadModel`].
+//!
+//! It shows only durable events: after reading new events it waits for a group-commit
+//! flush (which covers everything appended before it) and only then applies them. Read
+//! models are held in memory and rebuilt from the journal at start, so no offsets need to
+//! be stored; then the projection polls every [`CATCH_UP_EVERY`], so a change shows well
+//! within a second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecommesh_persistence::{EventEnvelope, EventStore, GroupCommit, StoreError};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+
+/// How often a projection looks for new events.
+pub const CATCH_UP_EVERY: Duration = Duration::from_millis(100);
+const READ_BATCH: usize = 2048;
+
+/// A read model of one entity kind.
+pub trait ReadModel: Default + Send + Sync + 'static {
+    /// The entity kind followed, e.g. `product`.
+    const KIND: &'static str;
+
+    /// Applies one durable event of entity `id` (without its kind prefix), in order.
+    fn apply(&mut self, id: &str, event: &EventEnvelope);
+}
+
+pub struct Projection<M> {
+    model: RwLock<M>,
+    /// Per shard, the last offset applied.
+    offsets: Mutex<Vec<u64>>,
+}
+
+impl<M: ReadModel> Projection<M> {
+    pub fn new(shards: u32) -> Self {
+        Projection {
+            model: RwLock::new(M::default()),
+            offsets: Mutex::new(vec![0; shards as usize]),
+        }
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, M> {
+        self.model.read()
+    }
+
+    /// Applies every durable event not applied yet; returns how many of its kind it applied.
+    pub async fn catch_up(
+        &self,
+        store: &dyn EventStore,
+        commit: &GroupCommit,
+    ) -> Result<usize, StoreError> {
+        let prefix = format!("{}/", M::KIND);
+        let before = self.offsets.lock().clone();
+        let mut offsets = before.clone();
+        let mut batch = Vec::new();
+        for (shard, offset) in offsets.iter_mut().enumerate() {
+            loop {
+                let events = store.read_shard(shard as u32, *offset + 1, READ_BATCH)?;
+                let Some(last) = events.last() else { break };
+                *offset = last.offset;
+                let full = events.len() == READ_BATCH;
+                batch.extend(
+                    events
+                        .into_iter()
+                        .filter(|e| e.event.entity_id.starts_with(&prefix))
+                        .map(|e| e.event),
+                );
+                if !full {
+                    break;
+                }
+            }
+        }
+        if offsets == before {
+            return Ok(0);
+        }
+        if !batch.is_empty() {
+            // Everything read was appended before this request: once flushed, it is durable.
+            commit.request().await?;
+            let mut model = self.model.write();
+            for e in &batch {
+                model.apply(&e.entity_id[prefix.len()..], e);
+            }
+        }
+        *self.offsets.lock() = offsets;
+        Ok(batch.len())
+    }
+
+    /// Follows the journal until the node stops.
+    pub fn spawn(self: &Arc<Self>, store: Arc<dyn EventStore>, commit: GroupCommit) {
+        let projection = self.clone();
+        actix_web::rt::spawn(async move {
+            loop {
+                if let Err(e) = projection.catch_up(&*store, &commit).await {
+                    if matches!(e, StoreError::ShutDown) {
+                        return;
+                    }
+                    tracing::error!(kind = M::KIND, error = %e, "projection could not catch up");
+                }
+                actix_web::rt::time::sleep(CATCH_UP_EVERY).await;
+            }
+        });
+    }
+}
