@@ -348,16 +348,25 @@ impl Saga<'_> {
                 return Err(cancelled(self.id, &order));
             }
         }
-        let paid = node
+        let mark_paid = OrderCommand::MarkPaid {
+            payment_ref: charge_id,
+        };
+        let paid = match node
             .orders
-            .execute(
-                self.id.to_owned(),
-                OrderCommand::MarkPaid {
-                    payment_ref: charge_id,
-                },
-                None,
-            )
-            .await?;
+            .execute(self.id.to_owned(), mark_paid, None)
+            .await
+        {
+            Ok(paid) => paid,
+            Err(EntityError::Rejected(
+                ecommesh_actors::entities::order::OrderRejection::IllegalTransition { .. },
+            )) => {
+                // Cancelled while we were charging: undo the sale and the charge.
+                let order = node.orders.read(self.id.to_owned()).await?.state;
+                crate::http::orders::settle(node, self.id, &order, true).await?;
+                return Err(cancelled(self.id, &order));
+            }
+            Err(e) => return Err(e.into()),
+        };
         // Clear the cart only if it is still the version that was bought.
         let _ = node
             .carts

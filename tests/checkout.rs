@@ -423,3 +423,98 @@ fn order_history_admin_fulfilment_and_sales_summary() {
         Some(mug.as_str())
     );
 }
+
+#[test]
+fn cancel_before_shipping_and_returns_after_delivery_refund_and_restock() {
+    let (_tmp, _data, node, admin) = setup(&[]);
+    let http = client();
+    let item = common::create_product(&http, &node, &admin, "CANCEL-1", 700, 10);
+    let ada = common::register(&http, &node, "cancel@checkout.test");
+    let buy = |key: &str, qty: u32| -> String {
+        add(&http, &node, &ada, &item, qty);
+        let order: Value = checkout(&http, &node, &ada, key, "tok_visa")
+            .json()
+            .unwrap();
+        order["id"].as_str().unwrap().to_string()
+    };
+    let first = buy("c1", 3);
+    assert_eq!(available(&http, &node, &item), 7);
+    let bob = common::register(&http, &node, "notmine@checkout.test");
+    let cancel = |token: &str, id: &str| {
+        http.post(node.url(&format!("/api/v1/orders/{id}/cancel")))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(
+        cancel(&bob, &first).status(),
+        404,
+        "someone else's order is not found"
+    );
+    let r = cancel(&ada, &first);
+    assert_eq!(r.status(), 200);
+    let order: Value = r.json().unwrap();
+    assert_eq!(
+        (
+            order["status"].as_str(),
+            order["payment"]["status"].as_str()
+        ),
+        (Some("refunded"), Some("refunded"))
+    );
+    assert_eq!(order["payment"]["refunded"]["amount"], 2100);
+    assert_eq!(available(&http, &node, &item), 10, "stock is back");
+    assert_eq!(
+        cancel(&ada, &first).status(),
+        409,
+        "a refunded order stays refunded"
+    );
+    assert_eq!(
+        available(&http, &node, &item),
+        10,
+        "and is not restocked twice"
+    );
+
+    let second = buy("c2", 2);
+    let ship = http
+        .post(node.url(&format!("/api/v1/admin/orders/{second}/ship")))
+        .bearer_auth(&admin)
+        .json(&json!({"carrier": "DHL", "tracking_number": "JD01"}))
+        .send()
+        .unwrap();
+    assert_eq!(ship.status(), 200);
+    let late = cancel(&ada, &second);
+    assert_eq!(late.status(), 409);
+    assert_eq!(late.json::<Value>().unwrap()["status"], "shipped");
+    http.post(node.url(&format!("/api/v1/admin/orders/{second}/deliver")))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    let ret = |body: Value| {
+        http.post(node.url(&format!("/api/v1/orders/{second}/return")))
+            .bearer_auth(&ada)
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(
+        ret(json!({"reason": "too big", "lines": [{"product_id": item, "quantity": 1}]})).status(),
+        422
+    );
+    let r = ret(json!({"reason": "too big"}));
+    assert_eq!(r.json::<Value>().unwrap()["status"], "returned");
+    assert_eq!(
+        available(&http, &node, &item),
+        8,
+        "not restocked before approval"
+    );
+    let approve = |token: &str| {
+        http.post(node.url(&format!("/api/v1/admin/orders/{second}/approve-return")))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(approve(&ada).status(), 403);
+    let order: Value = approve(&admin).json().unwrap();
+    assert_eq!(order["status"], "refunded");
+    assert_eq!(available(&http, &node, &item), 10);
+}

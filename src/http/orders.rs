@@ -6,6 +6,8 @@ use actix_web::{web, HttpResponse};
 use ecommesh_actors::entities::order::{
     Address, OrderCommand, OrderRejection, OrderState, OrderStatus,
 };
+use ecommesh_actors::entities::payment::PaymentCommand;
+use ecommesh_actors::entities::product::ProductCommand;
 use ecommesh_actors::EntityError;
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +20,13 @@ use crate::node::Node;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/orders", web::get().to(list_own))
         .route("/orders/{id}", web::get().to(get))
+        .route("/orders/{id}/cancel", web::post().to(cancel))
+        .route("/orders/{id}/return", web::post().to(request_return))
         .route("/admin/orders", web::get().to(list_all))
+        .route(
+            "/admin/orders/{id}/approve-return",
+            web::post().to(approve_return),
+        )
         .route("/admin/orders/{id}/ship", web::post().to(ship))
         .route("/admin/orders/{id}/deliver", web::post().to(deliver))
         .route("/admin/sales/summary", web::get().to(sales_summary));
@@ -359,4 +367,204 @@ async fn get(
     let mut view = order_view(&node, &id, &order).await?;
     view.version = seq;
     Ok(HttpResponse::Ok().json(view))
+}
+
+/// Undoes a sale: puts the sold units back and refunds what was charged. Every step is
+/// idempotent (products remember recent reversals, a payment refunds at most its charge,
+/// an order is refunded once), so a retry after a crash finishes the job.
+pub async fn settle(
+    node: &Node,
+    id: &str,
+    order: &OrderState,
+    stock_was_sold: bool,
+) -> Result<(), ApiError> {
+    if stock_was_sold {
+        for l in &order.lines {
+            let reverse = ProductCommand::ReverseSale {
+                order_id: id.to_owned(),
+                quantity: l.quantity as u64,
+            };
+            node.products
+                .execute(l.product_id.clone(), reverse, None)
+                .await?;
+        }
+    }
+    let payment = node.payments.read(id.to_owned()).await?.state;
+    if let (Some(charge_id), Some(amount)) = (payment.charge_id(), payment.amount) {
+        if payment.refunded == 0 {
+            node.payment_provider
+                .refund(charge_id, amount)
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "payment_unavailable",
+                        e.to_string(),
+                    )
+                })?;
+            node.payments
+                .execute(id.to_owned(), PaymentCommand::Refund { amount }, None)
+                .await?;
+        }
+        if order.was_paid {
+            match node
+                .orders
+                .execute(id.to_owned(), OrderCommand::Refund, None)
+                .await
+            {
+                Ok(_) | Err(EntityError::Rejected(OrderRejection::IllegalTransition { .. })) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Gives back what a pending order holds.
+async fn release(node: &Node, id: &str, order: &OrderState) {
+    for l in &order.lines {
+        let release = ProductCommand::Release {
+            reservation_id: id.to_owned(),
+        };
+        if let Err(e) = node
+            .products
+            .execute(l.product_id.clone(), release, None)
+            .await
+        {
+            tracing::warn!(order = id, product = %l.product_id, error = %e, "release failed; the reservation will expire");
+        }
+    }
+}
+
+async fn respond(node: &Node, id: &str) -> Result<HttpResponse, ApiError> {
+    let reply = node.orders.read(id.to_owned()).await?;
+    let mut view = order_view(node, id, &reply.state).await?;
+    view.version = reply.seq;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Cancels an order before it ships: a pending one releases its stock; a paid one puts its
+/// stock back and is refunded. Cancelling again finishes an interrupted cancellation.
+async fn cancel(
+    node: web::Data<Node>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let (order, _) = visible(&node, &caller, &id).await?;
+    match order.status {
+        OrderStatus::PendingPayment | OrderStatus::Paid => {
+            let reason = if caller.is_admin() {
+                "cancelled by an admin"
+            } else {
+                "cancelled by the customer"
+            };
+            let reply = match node
+                .orders
+                .execute(
+                    id.clone(),
+                    OrderCommand::Cancel {
+                        reason: reason.into(),
+                    },
+                    None,
+                )
+                .await
+            {
+                Ok(reply) => reply.state,
+                Err(EntityError::Rejected(OrderRejection::IllegalTransition { from, .. })) => {
+                    return Err(illegal(from, "cancelled"));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if order.status == OrderStatus::PendingPayment {
+                release(&node, &id, &reply).await;
+            } else {
+                settle(&node, &id, &reply, true).await?;
+            }
+        }
+        OrderStatus::Cancelled if order.was_paid => settle(&node, &id, &order, true).await?,
+        OrderStatus::Cancelled => {}
+        other => return Err(illegal(other.as_str(), "cancelled")),
+    }
+    respond(&node, &id).await
+}
+
+fn illegal(from: &str, to: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "illegal_transition",
+        format!("a {from} order cannot become {to}"),
+    )
+    .with("status", serde_json::json!(from))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnRequest {
+    pub reason: String,
+    /// The lines returned; all of them when omitted. Partial returns are not supported
+    /// yet: when given, the lines must be the whole order.
+    pub lines: Option<Vec<ReturnLine>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnLine {
+    pub product_id: String,
+    pub quantity: u32,
+}
+
+/// Asks to return a delivered order; an admin approves it (`approve-return`).
+async fn request_return(
+    node: web::Data<Node>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: Json<ReturnRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let (order, _) = visible(&node, &caller, &id).await?;
+    let ReturnRequest { reason, lines } = body.into_inner();
+    if reason.trim().is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::invalid_field(
+            "reason",
+            "must be 1 to 500 characters",
+        ));
+    }
+    if let Some(lines) = lines {
+        let mut asked: Vec<(String, u32)> = lines
+            .into_iter()
+            .map(|l| (l.product_id, l.quantity))
+            .collect();
+        let mut whole: Vec<(String, u32)> = order
+            .lines
+            .iter()
+            .map(|l| (l.product_id.clone(), l.quantity))
+            .collect();
+        asked.sort();
+        whole.sort();
+        if asked != whole {
+            return Err(ApiError::invalid_field(
+                "lines",
+                "partial returns are not supported: return every line of the order",
+            ));
+        }
+    }
+    transition(&node, &id, OrderCommand::Return { reason }).await
+}
+
+/// Accepts a returned order: its stock goes back on sale and it is refunded.
+async fn approve_return(
+    node: web::Data<Node>,
+    _: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    super::carts::check_id("id", &id)?;
+    let order = node.orders.read(id.clone()).await?.state;
+    match order.status {
+        OrderStatus::Returned => settle(&node, &id, &order, true).await?,
+        OrderStatus::New => return Err(ApiError::not_found("no such order")),
+        other => return Err(illegal(other.as_str(), "refunded")),
+    }
+    respond(&node, &id).await
 }

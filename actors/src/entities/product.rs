@@ -47,7 +47,13 @@ pub struct ProductState {
     /// Every unit ever added (initial stock plus restocks): `sold + on_hand` equals it.
     pub received: u64,
     pub reservations: BTreeMap<String, Reservation>,
+    /// Orders whose sale was recently reversed (cancel, return), newest last, at most
+    /// `RECENT_REVERSALS`: a retried reversal is recognised and does nothing.
+    pub recent_reversals: std::collections::VecDeque<String>,
 }
+
+/// How many reversed orders a product remembers for deduplication.
+pub const RECENT_REVERSALS: usize = 256;
 
 impl ProductState {
     pub fn reserved(&self) -> u64 {
@@ -129,6 +135,12 @@ pub enum ProductCommand {
     /// Emits expiry events for every reservation past its time.
     ExpireReservations,
     Archive,
+    /// Puts back `quantity` units sold to `order_id` (a cancelled or returned order).
+    /// Repeating it for the same order does nothing.
+    ReverseSale {
+        order_id: String,
+        quantity: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +170,11 @@ pub enum ProductEvent {
         quantity: u64,
     },
     Archived,
+    /// Added after schema v1 (new variants go at the end so old events keep their tags).
+    SaleReversed {
+        order_id: String,
+        quantity: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -271,6 +288,8 @@ pub struct Product;
 
 impl Entity for Product {
     const KIND: &'static str = "product";
+    /// 2: the state gained `recent_reversals`; v1 snapshots are rebuilt from the journal.
+    const STATE_VERSION: u16 = 2;
     type State = ProductState;
     type Command = ProductCommand;
     type Event = ProductEvent;
@@ -409,6 +428,21 @@ impl Entity for Product {
                     events.push(ProductEvent::Archived);
                 }
             }
+            ReverseSale { order_id, quantity } => {
+                if !state.recent_reversals.contains(order_id) {
+                    check_quantity(*quantity)?;
+                    if *quantity > state.sold {
+                        return Err(invalid(
+                            "quantity",
+                            format!("only {} units were sold", state.sold),
+                        ));
+                    }
+                    events.push(ProductEvent::SaleReversed {
+                        order_id: order_id.clone(),
+                        quantity: *quantity,
+                    });
+                }
+            }
         }
         Ok(events)
     }
@@ -460,6 +494,14 @@ impl Entity for Product {
                 state.sold += quantity;
             }
             ProductEvent::Archived => state.archived = true,
+            ProductEvent::SaleReversed { order_id, quantity } => {
+                state.sold -= quantity;
+                state.on_hand += quantity;
+                state.recent_reversals.push_back(order_id.clone());
+                if state.recent_reversals.len() > RECENT_REVERSALS {
+                    state.recent_reversals.pop_front();
+                }
+            }
         }
     }
 
@@ -473,6 +515,7 @@ impl Entity for Product {
             ProductEvent::ReservationExpired { .. } => "ReservationExpired",
             ProductEvent::Sold { .. } => "StockSold",
             ProductEvent::Archived => "ProductArchived",
+            ProductEvent::SaleReversed { .. } => "SaleReversed",
         }
     }
 }
@@ -670,6 +713,53 @@ mod tests {
         )
         .is_ok());
         assert!(when::<Product>(&h, Archive).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_reversed_sale_returns_stock_once() {
+        let h = [
+            created(5),
+            reserved("o1", 2, 10_000),
+            ProductEvent::Sold {
+                reservation_id: "o1".into(),
+                quantity: 2,
+            },
+        ];
+        let ev = when::<Product>(
+            &h,
+            ReverseSale {
+                order_id: "o1".into(),
+                quantity: 2,
+            },
+        )
+        .unwrap();
+        let mut all = h.to_vec();
+        all.extend(ev);
+        let s = state::<Product>(&all);
+        assert_eq!((s.on_hand, s.sold, s.received), (5, 0, 5));
+        assert!(
+            when::<Product>(
+                &all,
+                ReverseSale {
+                    order_id: "o1".into(),
+                    quantity: 2
+                }
+            )
+            .unwrap()
+            .is_empty(),
+            "retried: no-op"
+        );
+        assert!(
+            when::<Product>(
+                &all,
+                ReverseSale {
+                    order_id: "o2".into(),
+                    quantity: 1
+                }
+            )
+            .is_err(),
+            "nothing left sold"
+        );
     }
 
     #[test]
