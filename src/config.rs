@@ -48,6 +48,7 @@ pub struct Config {
     pub currency: String,
     pub demo_catalog: bool,
     pub reservation_ttl_secs: u64,
+    pub checkout_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -81,6 +82,7 @@ impl Default for Config {
             currency: "USD".into(),
             demo_catalog: true,
             reservation_ttl_secs: 900,
+            checkout_timeout_secs: 60,
         }
     }
 }
@@ -206,6 +208,11 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_RESERVATION_TTL_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reservation_ttl_secs: Option<u64>,
+    /// A checkout still pending after this long is taken as interrupted and finished by
+    /// the reconciler (resumed if charged, compensated if not).
+    #[arg(long, global = true, env = "ECOMMESH_CHECKOUT_TIMEOUT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkout_timeout_secs: Option<u64>,
     /// Short for `--demo-catalog false`.
     #[arg(long = "no-demo", global = true, action = clap::ArgAction::SetTrue)]
     #[serde(skip)]

@@ -14,6 +14,7 @@ pub mod node;
 pub mod order_book;
 pub mod payments;
 pub mod projection;
+pub mod recovery;
 pub mod telemetry;
 
 pub use config::Config;

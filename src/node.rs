@@ -241,6 +241,10 @@ async fn serve(
     tracing::info!(events = orders, "order book projection built");
     node.order_book
         .spawn(runtime.store().clone(), runtime.group_commit().clone());
+    crate::recovery::spawn(
+        node.clone(),
+        std::time::Duration::from_secs(config.checkout_timeout_secs),
+    );
     let max_body = config.max_body_bytes;
     let app_node = node.clone();
     let server = HttpServer::new(move || {

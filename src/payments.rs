@@ -41,6 +41,13 @@ pub trait PaymentProvider: Send + Sync + 'static {
         token: &'a str,
     ) -> BoxFuture<'a, Result<Outcome, ProviderError>>;
 
+    /// What the provider knows of the charge made with idempotency key `key`, if any:
+    /// recovery asks this when a checkout died between charging and recording.
+    fn find_charge<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Outcome>, ProviderError>>;
+
     /// Gives back `amount` of a charge.
     fn refund<'a>(
         &'a self,
@@ -80,6 +87,15 @@ impl PaymentProvider for TestPaymentProvider {
                 other => Err(ProviderError::InvalidToken(other.to_owned())),
             }
         })
+    }
+
+    fn find_charge<'a>(
+        &'a self,
+        _key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Outcome>, ProviderError>> {
+        // The test provider keeps no state outside our own journal: an answer that was
+        // not recorded there moved no money.
+        Box::pin(async { Ok(None) })
     }
 
     fn refund<'a>(

@@ -12,7 +12,7 @@ use ecommesh_actors::{Currency, EntityError, Money};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::auth::extract::Admin;
+use crate::auth::extract::{Admin, Caller};
 use crate::catalog::{Query, Sort};
 use crate::http::errors::ApiError;
 use crate::http::json::Json;
@@ -79,6 +79,14 @@ impl MoneyJson {
 #[derive(Debug, Serialize)]
 pub struct Stock {
     pub available: u64,
+    /// The rest only for admins: held by checkouts, sold, and every unit ever added.
+    /// `available + reserved + sold == received` always holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sold: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -122,6 +130,9 @@ pub fn view(id: &str, s: &ProductState, now_ms: u64) -> Option<ProductView> {
         created_at: rfc3339(s.created_at_ms),
         stock: Stock {
             available: s.available_at(now_ms),
+            reserved: None,
+            sold: None,
+            received: None,
         },
     })
 }
@@ -229,12 +240,23 @@ async fn list(
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn get(node: web::Data<Node>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    node: web::Data<Node>,
+    caller: Option<Caller>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     super::carts::check_id("id", &id)?;
     let reply = node.products.read(id.clone()).await?;
-    let v = view(&id, &reply.state, ecommesh_persistence::now_ms())
-        .ok_or_else(|| ApiError::not_found("no such product"))?;
+    let now = ecommesh_persistence::now_ms();
+    let mut v =
+        view(&id, &reply.state, now).ok_or_else(|| ApiError::not_found("no such product"))?;
+    if caller.is_some_and(|c| c.is_admin()) {
+        let s = &reply.state;
+        v.stock.reserved = Some(s.on_hand - s.available_at(now));
+        v.stock.sold = Some(s.sold);
+        v.stock.received = Some(s.received);
+    }
     Ok(HttpResponse::Ok().json(v))
 }
 

@@ -1,0 +1,166 @@
+//! Finishing checkouts that died: a checkout saga interrupted by a crash (or a lost
+//! worker) leaves an order in `pending_payment`. Every few seconds the reconciler looks
+//! for such orders older than `checkout_timeout_secs` and resumes or compensates them:
+//!
+//! - charged (recorded, or known to the provider): sell the reserved stock and mark the
+//!   order paid; if a reservation expired and its stock is gone, refund instead (a
+//!   reservation found gone while it cannot have expired yet was sold by the saga before
+//!   it died; past that point it is taken as expired, the side that never oversells);
+//! - declined: cancel and release;
+//! - never charged: cancel and release (the holds would also expire on their own).
+//!
+//! Every step is idempotent, so a reconciler that dies itself is simply run again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use ecommesh_actors::entities::order::{OrderCommand, OrderState, OrderStatus};
+use ecommesh_actors::entities::payment::{Outcome, PaymentCommand};
+use ecommesh_actors::entities::product::{ProductCommand, ProductRejection};
+use ecommesh_actors::EntityError;
+
+use crate::node::Node;
+
+const EVERY: Duration = Duration::from_secs(2);
+/// Slack between an order's placement and its reservations' expiry, for clock steps and
+/// the time between reserving and placing.
+const HOLD_MARGIN_MS: u64 = 60_000;
+
+/// Runs the reconciler until the node stops.
+pub fn spawn(node: web::Data<Node>, timeout: Duration) {
+    actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(EVERY).await;
+            let cutoff = ecommesh_persistence::now_ms().saturating_sub(timeout.as_millis() as u64);
+            let stuck: Vec<String> = {
+                let book = node.order_book.read();
+                book.all(Some(OrderStatus::PendingPayment))
+                    .into_iter()
+                    .filter(|(_, o)| o.placed_at_ms <= cutoff)
+                    .map(|(id, _)| id.to_owned())
+                    .collect()
+            };
+            for id in stuck {
+                match reconcile(&node, &id).await {
+                    Ok(outcome) => {
+                        tracing::info!(order = %id, outcome, "reconciled an interrupted checkout")
+                    }
+                    Err(e) => {
+                        tracing::warn!(order = %id, error = %e, "could not reconcile an interrupted checkout yet")
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Resumes or compensates one interrupted checkout.
+pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static str> {
+    let err = |e: ecommesh_actors::EntityError<_>| anyhow::anyhow!("{e}");
+    let order = node.orders.read(id.to_owned()).await.map_err(err)?.state;
+    if order.status != OrderStatus::PendingPayment {
+        return Ok("already settled");
+    }
+    let total = order.total.expect("a placed order has a total");
+    let mut payment = node
+        .payments
+        .read(id.to_owned())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .state;
+    if payment.outcome.is_none() {
+        if let Some(outcome) = node.payment_provider.find_charge(id).await? {
+            let record = PaymentCommand::Record {
+                provider: node.payment_provider.name().to_owned(),
+                amount: total,
+                outcome,
+            };
+            payment = node
+                .payments
+                .execute(id.to_owned(), record, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .state;
+        }
+    }
+    match payment.outcome {
+        Some(Outcome::Charged { charge_id }) => {
+            // A reservation that is gone was either sold by the saga before it died, or
+            // expired. While the hold cannot have expired yet, gone means sold. After
+            // that we cannot tell, and choose the side that never oversells: refund, and
+            // undo only the sales made here.
+            let hold_ends = order.placed_at_ms + node.reservation_ttl.as_millis() as u64;
+            let surely_held = ecommesh_persistence::now_ms() + HOLD_MARGIN_MS < hold_ends;
+            let mut sold_here = Vec::new();
+            for l in &order.lines {
+                let commit = ProductCommand::Commit {
+                    reservation_id: id.to_owned(),
+                };
+                match node
+                    .products
+                    .execute(l.product_id.clone(), commit, None)
+                    .await
+                {
+                    Ok(_) => sold_here.push(l.clone()),
+                    Err(EntityError::Rejected(ProductRejection::NoReservation { .. }))
+                        if surely_held => {}
+                    Err(e) => {
+                        tracing::warn!(order = id, product = %l.product_id, error = %e, "stock no longer held; refunding");
+                        let partial = OrderState {
+                            lines: sold_here,
+                            ..order.clone()
+                        };
+                        cancel(node, id, "reservation expired before the payment completed")
+                            .await?;
+                        crate::http::orders::settle(node, id, &partial, true)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                        return Ok("refunded: stock no longer reserved");
+                    }
+                }
+            }
+            let paid = OrderCommand::MarkPaid {
+                payment_ref: charge_id,
+            };
+            node.orders
+                .execute(id.to_owned(), paid, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok("resumed: paid")
+        }
+        Some(Outcome::Declined { reason }) => {
+            cancel(node, id, &format!("payment_declined: {reason}")).await?;
+            release(node, id, &order).await;
+            Ok("compensated: declined")
+        }
+        None => {
+            cancel(node, id, "checkout interrupted before payment").await?;
+            release(node, id, &order).await;
+            Ok("compensated: never charged")
+        }
+    }
+}
+
+async fn cancel(node: &Node, id: &str, reason: &str) -> anyhow::Result<()> {
+    let cmd = OrderCommand::Cancel {
+        reason: reason.to_owned(),
+    };
+    node.orders
+        .execute(id.to_owned(), cmd, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+async fn release(node: &Node, id: &str, order: &OrderState) {
+    for l in &order.lines {
+        let release = ProductCommand::Release {
+            reservation_id: id.to_owned(),
+        };
+        let _ = node
+            .products
+            .execute(l.product_id.clone(), release, None)
+            .await;
+    }
+}
