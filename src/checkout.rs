@@ -1,9 +1,10 @@
 //! Checkout: a saga over the cart, the products, the order and the payment.
 //!
 //! 1. Read the cart once: everything below works on that one version of it.
-//! 2. Reserve every line on its product (reservation id = order id, so a retry holds
-//!    nothing twice); a short line releases the others and answers 409 `out_of_stock`.
-//! 3. Place the order (`pending_payment`) with the prices the reservations saw.
+//! 2. Price every line and place the order (`pending_payment`) before holding any stock,
+//!    so every hold belongs to an order that recovery can find.
+//! 3. Reserve every line on its product (reservation id = order id); a short line
+//!    releases the others, cancels the order and answers 409 `out_of_stock`.
 //! 4. Charge through the payment provider and record the answer in the order's payment;
 //!    a decline releases the stock, cancels the order and answers 402.
 //! 5. Commit the reservations (stock sold), mark the order paid, clear the cart if it is
@@ -170,6 +171,15 @@ async fn wait_settled(
     Ok(order)
 }
 
+fn out_of_stock(lines: Vec<serde_json::Value>) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "out_of_stock",
+        "some lines of the cart are not available in the quantity asked",
+    )
+    .with("lines", json!(lines))
+}
+
 fn cancelled(id: &str, order: &OrderState) -> ApiError {
     let reason = order.cancel_reason.clone().unwrap_or_default();
     match reason.strip_prefix("payment_declined: ") {
@@ -224,10 +234,25 @@ impl Saga<'_> {
             .map(|(p, q)| (p.clone(), *q))
             .collect();
 
-        // 2. Reserve every line.
-        let reserved = self.reserve(&lines).await?;
-
-        // 3. Place the order with the prices the reservations saw.
+        // 2. Price every line now, and place the order before holding any stock, so
+        //    that every hold belongs to an order the reconciler can find.
+        let mut priced = Vec::with_capacity(lines.len());
+        let mut unavailable = Vec::new();
+        for (product_id, quantity) in &lines {
+            let product = node.products.read(product_id.clone()).await?.state;
+            match &product.details {
+                Some(d) if !product.archived => priced.push(Reserved {
+                    product_id: product_id.clone(),
+                    quantity: *quantity,
+                    unit_price: d.price,
+                }),
+                _ => unavailable
+                    .push(json!({"product_id": product_id, "requested": quantity, "available": 0})),
+            }
+        }
+        if !unavailable.is_empty() {
+            return Err(out_of_stock(unavailable));
+        }
         let a = request.shipping_address;
         let shipping = Address {
             name: a.name,
@@ -237,7 +262,7 @@ impl Saga<'_> {
             postal_code: a.postal_code,
             country: a.country,
         };
-        let order_lines: Vec<OrderLine> = reserved
+        let order_lines: Vec<OrderLine> = priced
             .iter()
             .map(|r| OrderLine {
                 product_id: r.product_id.clone(),
@@ -258,19 +283,20 @@ impl Saga<'_> {
             Err(EntityError::Rejected(
                 ecommesh_actors::entities::order::OrderRejection::AlreadyPlaced,
             )) => {
-                // A concurrent duplicate placed it first and runs the saga. While it runs,
-                // the reservations are shared (same id) and must stay; once it is done,
-                // any hold with this id is one we made after it finished: give it back.
+                // A concurrent duplicate placed it first and runs the saga: answer what it
+                // ends with. We hold nothing.
                 let order = node.orders.read(self.id.to_owned()).await?.state;
-                let order = wait_settled(node, self.id, order).await?;
-                if order.status != OrderStatus::PendingPayment {
-                    self.release(&reserved).await;
-                }
                 return replay(node, self.id, order, &request_hash).await;
             }
-            Err(e) => {
-                self.release(&reserved).await;
-                return Err(e.into());
+            Err(e) => return Err(e.into()),
+        };
+
+        // 3. Hold the stock of every line.
+        let reserved = match self.reserve(priced).await {
+            Ok(reserved) => reserved,
+            Err((held, e)) => {
+                self.abandon(&held, "out_of_stock").await;
+                return Err(e);
             }
         };
         let total = placed.total.expect("a placed order has a total");
@@ -380,76 +406,62 @@ impl Saga<'_> {
         Ok(HttpResponse::Created().json(order_view(node, self.id, &paid.state).await?))
     }
 
-    /// Reserves every line concurrently; on any failure releases what was reserved.
-    async fn reserve(&self, lines: &[(String, u32)]) -> Result<Vec<Reserved>, ApiError> {
+    /// Holds every line concurrently. On any failure returns what it did hold (for the
+    /// caller to release) and the error to answer.
+    async fn reserve(
+        &self,
+        lines: Vec<Reserved>,
+    ) -> Result<Vec<Reserved>, (Vec<Reserved>, ApiError)> {
         let ttl_ms = self.node.reservation_ttl.as_millis() as u64;
         let tasks: Vec<_> = lines
             .iter()
-            .map(|(product_id, quantity)| {
+            .map(|l| {
                 let products = self.node.products.clone();
                 let cmd = ProductCommand::Reserve {
                     reservation_id: self.id.to_owned(),
-                    quantity: *quantity as u64,
+                    quantity: l.quantity as u64,
                     ttl_ms,
                 };
-                let product_id = product_id.clone();
+                let product_id = l.product_id.clone();
                 actix_web::rt::spawn(async move { products.execute(product_id, cmd, None).await })
             })
             .collect();
-        let mut reserved = Vec::new();
+        let mut held = Vec::new();
         let mut short = Vec::new();
         let mut other: Option<ApiError> = None;
-        for ((product_id, quantity), task) in lines.iter().zip(tasks) {
-            let outcome = task.await.map_err(|_| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "shutting down",
-                )
-            })?;
-            match outcome {
-                Ok(reply) => {
-                    let price = reply
-                        .state
-                        .details
-                        .as_ref()
-                        .expect("reserved products exist")
-                        .price;
-                    reserved.push(Reserved {
-                        product_id: product_id.clone(),
-                        quantity: *quantity,
-                        unit_price: price,
-                    });
-                }
-                Err(EntityError::Rejected(ProductRejection::OutOfStock {
+        for (line, task) in lines.into_iter().zip(tasks) {
+            match task.await {
+                Ok(Ok(_)) => held.push(line),
+                Ok(Err(EntityError::Rejected(ProductRejection::OutOfStock {
                     requested,
                     available,
-                })) => {
-                    short.push(json!({"product_id": product_id, "requested": requested, "available": available}));
+                }))) => {
+                    short.push(json!({"product_id": line.product_id, "requested": requested, "available": available}));
                 }
-                Err(EntityError::Rejected(
+                Ok(Err(EntityError::Rejected(
                     ProductRejection::NotFound | ProductRejection::Archived,
-                )) => {
-                    short.push(
-                        json!({"product_id": product_id, "requested": quantity, "available": 0}),
-                    );
+                ))) => {
+                    short.push(json!({"product_id": line.product_id, "requested": line.quantity, "available": 0}));
                 }
-                Err(e) => other = Some(e.into()),
+                Ok(Err(e)) => other = Some(e.into()),
+                Err(_) => {
+                    other = Some(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "shutting down",
+                    ))
+                }
             }
         }
-        if short.is_empty() && other.is_none() {
-            return Ok(reserved);
+        match (short.is_empty(), other) {
+            (true, None) => Ok(held),
+            (_, Some(e)) => Err((held, e)),
+            (false, None) => {
+                metrics::counter!("ecommesh_checkouts_total", "outcome" => "out_of_stock")
+                    .increment(1);
+                Err((held, out_of_stock(short)))
+            }
         }
-        self.release(&reserved).await;
-        metrics::counter!("ecommesh_checkouts_total", "outcome" => "out_of_stock").increment(1);
-        Err(other.unwrap_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "out_of_stock",
-                "some lines of the cart are not available in the quantity asked",
-            )
-            .with("lines", json!(short))
-        }))
     }
 
     /// Gives the reserved stock back. Best effort: reservations also expire on their own.
