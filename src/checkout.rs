@@ -42,13 +42,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/checkout", web::post().to(checkout));
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentInput {
     pub token: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressInput {
     pub name: String,
@@ -60,7 +60,7 @@ pub struct AddressInput {
     pub country: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     pub payment: PaymentInput,
@@ -98,7 +98,8 @@ fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(key)
 }
 
-async fn checkout(
+#[utoipa::path(post, path = "/api/v1/checkout", tag = "checkout", params(("Idempotency-Key" = String, Header, description = "Unique per checkout attempt; a retry with the same key and body returns the same outcome")), request_body = CheckoutRequest, security(("bearer" = [])), responses((status = 201, description = "The paid order", body = crate::http::orders::OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn checkout(
     node: web::Data<Node>,
     caller: Caller,
     req: HttpRequest,

@@ -28,6 +28,8 @@ use crate::error::StoreError;
 use crate::journal::{check_shard, EventStore, ShardEvent, ShardId};
 
 const META_SHARDS: &[u8] = b"shard_count";
+/// How long `open` waits for a lock that a store dropped in this process still holds.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How to open a [`SledStore`].
 #[derive(Debug, Clone)]
@@ -72,11 +74,22 @@ impl SledStore {
         if opts.shards == 0 {
             return Err(StoreError::Invalid("shard count must be at least 1".into()));
         }
-        let db = sled::Config::new()
-            .path(&opts.path)
-            .cache_capacity(opts.cache_capacity)
-            .open()
-            .map_err(|e| open_error(&opts.path, e))?;
+        // A store of this process that was just dropped may hold the directory's lock for
+        // a moment (sled's background threads let go of it asynchronously): retry briefly
+        // before reporting the directory as in use.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(&opts.path)
+                .cache_capacity(opts.cache_capacity)
+                .open();
+            match opened.map_err(|e| open_error(&opts.path, e)) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let meta = db.open_tree("meta").map_err(storage)?;
         match meta.get(META_SHARDS).map_err(storage)? {
             Some(raw) => {

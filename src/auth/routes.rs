@@ -26,7 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/me", web::get().to(me));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Register {
     pub email: String,
@@ -34,28 +34,30 @@ pub struct Register {
     pub name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     pub email: String,
     pub password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Refresh {
     pub refresh_token: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: String,
     pub email: String,
     pub name: String,
+    /// `customer` or `admin`.
+    #[schema(value_type = String)]
     pub role: Role,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Session {
     pub user: User,
     pub access_token: String,
@@ -130,7 +132,11 @@ fn issue(
     }
 }
 
-async fn register(node: web::Data<Node>, body: Json<Register>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = Register, responses((status = 201, description = "Account created and signed in", body = Session), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn register(
+    node: web::Data<Node>,
+    body: Json<Register>,
+) -> Result<HttpResponse, ApiError> {
     let Register {
         email,
         password,
@@ -163,7 +169,8 @@ async fn register(node: web::Data<Node>, body: Json<Register>) -> Result<HttpRes
     Ok(HttpResponse::Created().json(session))
 }
 
-async fn login(node: web::Data<Node>, body: Json<Login>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Login, responses((status = 200, description = "Signed in", body = Session), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn login(node: web::Data<Node>, body: Json<Login>) -> Result<HttpResponse, ApiError> {
     let Login { email, password } = body.into_inner();
     let id = customer_id(&email);
     let limiter = &node.auth.limiter;
@@ -196,7 +203,8 @@ async fn login(node: web::Data<Node>, body: Json<Login>) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(start_session(&node, id, &customer).await?))
 }
 
-async fn refresh(node: web::Data<Node>, body: Json<Refresh>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = Refresh, responses((status = 200, description = "A new token pair; the old refresh token is spent", body = Session), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn refresh(node: web::Data<Node>, body: Json<Refresh>) -> Result<HttpResponse, ApiError> {
     let invalid = || {
         ApiError::unauthorized("the refresh token is invalid, expired, revoked or was already used")
     };
@@ -229,7 +237,8 @@ async fn refresh(node: web::Data<Node>, body: Json<Refresh>) -> Result<HttpRespo
 
 /// Ends the caller's session: its refresh tokens stop working at once. Access tokens
 /// already issued expire on their own (they are short-lived).
-async fn logout(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])), responses((status = 204, description = "The session is ended"), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn logout(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let revoke = SessionCommand::Revoke {
         reason: "logout".into(),
     };
@@ -237,7 +246,8 @@ async fn logout(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, A
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn me(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])), responses((status = 200, description = "The caller's account", body = User), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn me(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let customer = node.customers.read(caller.id.clone()).await?.state;
     if !customer.registered {
         return Err(ApiError::unauthorized(

@@ -14,7 +14,7 @@ use crate::projection::ReadModel;
 use serde::Deserialize;
 
 /// How to order results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Sort {
     /// Best text match first (newest first without `q`).

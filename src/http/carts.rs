@@ -40,20 +40,20 @@ pub fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddItem {
     pub product_id: String,
     pub quantity: u32,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetQuantity {
     pub quantity: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CartLine {
     pub product_id: String,
     pub name: String,
@@ -64,7 +64,7 @@ pub struct CartLine {
     pub available: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CartView {
     /// Grows by one with every change of the cart.
     pub version: u64,
@@ -135,12 +135,14 @@ async fn respond(node: &Node, reply: Reply<CartState>) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(view(node, reply).await?))
 }
 
-async fn get_cart(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/api/v1/cart", tag = "cart", security(("bearer" = [])), responses((status = 200, description = "The caller's cart", body = CartView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn get_cart(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let reply = node.carts.read(caller.id).await?;
     respond(&node, reply).await
 }
 
-async fn add_item(
+#[utoipa::path(post, path = "/api/v1/cart/items", tag = "cart", request_body = AddItem, security(("bearer" = [])), responses((status = 200, description = "Added", body = CartView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn add_item(
     node: web::Data<Node>,
     caller: Caller,
     body: Json<AddItem>,
@@ -167,7 +169,8 @@ async fn add_item(
     respond(&node, reply).await
 }
 
-async fn set_quantity(
+#[utoipa::path(patch, path = "/api/v1/cart/items/{product_id}", tag = "cart", params(("product_id" = String, Path, description = "Product id")), request_body = SetQuantity, security(("bearer" = [])), responses((status = 200, description = "Changed", body = CartView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn set_quantity(
     node: web::Data<Node>,
     caller: Caller,
     path: web::Path<String>,
@@ -189,7 +192,8 @@ async fn set_quantity(
     respond(&node, reply).await
 }
 
-async fn remove_item(
+#[utoipa::path(delete, path = "/api/v1/cart/items/{product_id}", tag = "cart", params(("product_id" = String, Path, description = "Product id")), security(("bearer" = [])), responses((status = 200, description = "Removed", body = CartView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn remove_item(
     node: web::Data<Node>,
     caller: Caller,
     path: web::Path<String>,
@@ -203,7 +207,8 @@ async fn remove_item(
     respond(&node, reply).await
 }
 
-async fn clear(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(delete, path = "/api/v1/cart", tag = "cart", security(("bearer" = [])), responses((status = 200, description = "Emptied", body = CartView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn clear(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let reply = node
         .carts
         .execute(caller.id, CartCommand::Clear, None)

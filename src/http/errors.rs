@@ -10,7 +10,7 @@ use ecommesh_actors::{EntityError, Rejection, RejectionKind};
 use serde::Serialize;
 
 /// A field that failed validation, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -98,6 +98,20 @@ impl fmt::Display for ApiError {
             self.detail
         )
     }
+}
+
+/// The shape of every error response (RFC 9457), for the API document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ProblemSchema {
+    #[schema(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// Stable and machine-readable, e.g. `out_of_stock`.
+    code: String,
+    errors: Option<Vec<FieldError>>,
 }
 
 #[derive(Serialize)]

@@ -4,6 +4,7 @@
 pub mod carts;
 pub mod errors;
 pub mod json;
+pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod products;
@@ -29,6 +30,7 @@ pub fn configure(
             .route("/healthz", web::get().to(ops::healthz))
             .route("/readyz", web::get().to(ops::readyz))
             .route("/metrics", web::get().to(ops::metrics))
+            .route("/api/v1/openapi.json", web::get().to(openapi::serve))
             .service(
                 web::scope("/api/v1")
                     .configure(crate::auth::routes::routes)

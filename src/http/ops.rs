@@ -8,11 +8,13 @@ use serde_json::json;
 use crate::node::Node;
 
 /// The process is alive and serving HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process serves HTTP"), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// The journal is open, recovery is done and the node is not shutting down.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready to serve"), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn readyz(node: web::Data<Node>) -> HttpResponse {
     if node.ready.load(Ordering::Acquire) {
         HttpResponse::Ok().json(json!({"status": "ready", "shards": node.shards}))
@@ -23,6 +25,7 @@ pub async fn readyz(node: web::Data<Node>) -> HttpResponse {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn metrics(node: web::Data<Node>) -> HttpResponse {
     let body = node
         .metrics

@@ -3,9 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use ecommesh_actors::entities::order::{
-    Address, OrderCommand, OrderRejection, OrderState, OrderStatus,
-};
+use ecommesh_actors::entities::order::{OrderCommand, OrderRejection, OrderState, OrderStatus};
 use ecommesh_actors::entities::payment::PaymentCommand;
 use ecommesh_actors::entities::product::ProductCommand;
 use ecommesh_actors::EntityError;
@@ -32,25 +30,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/sales/summary", web::get().to(sales_summary));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Paging {
     pub page: Option<u32>,
     pub per_page: Option<u32>,
+    /// `pending_payment`, `paid`, `shipped`, `delivered`, `cancelled`, `returned` or `refunded`.
+    #[param(value_type = Option<String>)]
     pub status: Option<OrderStatus>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderSummary {
     pub id: String,
     pub customer_id: String,
+    /// `pending_payment`, `paid`, `shipped`, `delivered`, `cancelled`, `returned` or `refunded`.
+    #[schema(value_type = String)]
     pub status: OrderStatus,
     pub total: MoneyJson,
     pub items: u64,
     pub created_at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderList {
     pub items: Vec<OrderSummary>,
     pub total: usize,
@@ -101,7 +104,8 @@ fn page_of(
     })
 }
 
-async fn list_own(
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(Paging), security(("bearer" = [])), responses((status = 200, description = "The caller's orders, newest first", body = OrderList), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn list_own(
     node: web::Data<Node>,
     caller: Caller,
     q: web::Query<Paging>,
@@ -116,7 +120,8 @@ async fn list_own(
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn list_all(
+#[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin", params(Paging), security(("bearer" = [])), responses((status = 200, description = "Every order, newest first", body = OrderList), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn list_all(
     node: web::Data<Node>,
     _: Admin,
     q: web::Query<Paging>,
@@ -127,7 +132,7 @@ async fn list_all(
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipRequest {
     pub carrier: String,
@@ -158,7 +163,8 @@ async fn transition(node: &Node, id: &str, cmd: OrderCommand) -> Result<HttpResp
     }
 }
 
-async fn ship(
+#[utoipa::path(post, path = "/api/v1/admin/orders/{id}/ship", tag = "admin", params(("id" = String, Path, description = "Order id")), request_body = ShipRequest, security(("bearer" = [])), responses((status = 200, description = "Shipped", body = OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn ship(
     node: web::Data<Node>,
     _: Admin,
     path: web::Path<String>,
@@ -187,7 +193,8 @@ async fn ship(
     .await
 }
 
-async fn deliver(
+#[utoipa::path(post, path = "/api/v1/admin/orders/{id}/deliver", tag = "admin", params(("id" = String, Path, description = "Order id")), security(("bearer" = [])), responses((status = 200, description = "Delivered", body = OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn deliver(
     node: web::Data<Node>,
     _: Admin,
     path: web::Path<String>,
@@ -195,21 +202,22 @@ async fn deliver(
     transition(&node, &path.into_inner(), OrderCommand::Deliver).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SummaryParams {
     /// The window, in minutes back from now (default 60, at most 30 days).
     pub window_minutes: Option<u64>,
     pub top: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TopProduct {
     pub product_id: String,
     pub units: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SalesSummary {
     pub since: String,
     pub orders: u64,
@@ -218,7 +226,8 @@ pub struct SalesSummary {
     pub top_products: Vec<TopProduct>,
 }
 
-async fn sales_summary(
+#[utoipa::path(get, path = "/api/v1/admin/sales/summary", tag = "admin", params(SummaryParams), security(("bearer" = [])), responses((status = 200, description = "Sales over the window", body = SalesSummary), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn sales_summary(
     node: web::Data<Node>,
     _: Admin,
     q: web::Query<SummaryParams>,
@@ -249,7 +258,7 @@ async fn sales_summary(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderLineView {
     pub product_id: String,
     pub quantity: u32,
@@ -257,13 +266,15 @@ pub struct OrderLineView {
     pub line_total: MoneyJson,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatusChange {
+    /// `pending_payment`, `paid`, `shipped`, `delivered`, `cancelled`, `returned` or `refunded`.
+    #[schema(value_type = String)]
     pub status: OrderStatus,
     pub at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PaymentView {
     pub provider: String,
     pub status: &'static str,
@@ -271,14 +282,16 @@ pub struct PaymentView {
     pub refunded: MoneyJson,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub id: String,
     pub customer_id: String,
+    /// `pending_payment`, `paid`, `shipped`, `delivered`, `cancelled`, `returned` or `refunded`.
+    #[schema(value_type = String)]
     pub status: OrderStatus,
     pub lines: Vec<OrderLineView>,
     pub total: MoneyJson,
-    pub shipping_address: Option<Address>,
+    pub shipping_address: Option<crate::checkout::AddressInput>,
     pub payment: Option<PaymentView>,
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
@@ -323,7 +336,17 @@ pub async fn order_view(node: &Node, id: &str, o: &OrderState) -> Result<OrderVi
             })
             .collect(),
         total: MoneyJson::from_money(total),
-        shipping_address: o.checkout.as_ref().map(|c| c.shipping.clone()),
+        shipping_address: o.checkout.as_ref().map(|c| {
+            let a = c.shipping.clone();
+            crate::checkout::AddressInput {
+                name: a.name,
+                line1: a.line1,
+                line2: a.line2,
+                city: a.city,
+                postal_code: a.postal_code,
+                country: a.country,
+            }
+        }),
         payment,
         carrier: o.carrier.clone(),
         tracking_number: o.tracking.clone(),
@@ -357,7 +380,8 @@ pub async fn visible(
     Ok((reply.state, reply.seq))
 }
 
-async fn get(
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", params(("id" = String, Path, description = "Order id")), security(("bearer" = [])), responses((status = 200, description = "The order", body = OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn get(
     node: web::Data<Node>,
     caller: Caller,
     path: web::Path<String>,
@@ -445,7 +469,8 @@ async fn respond(node: &Node, id: &str) -> Result<HttpResponse, ApiError> {
 
 /// Cancels an order before it ships: a pending one releases its stock; a paid one puts its
 /// stock back and is refunded. Cancelling again finishes an interrupted cancellation.
-async fn cancel(
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", params(("id" = String, Path, description = "Order id")), security(("bearer" = [])), responses((status = 200, description = "Cancelled (and refunded if it was paid)", body = OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn cancel(
     node: web::Data<Node>,
     caller: Caller,
     path: web::Path<String>,
@@ -498,7 +523,7 @@ fn illegal(from: &str, to: &str) -> ApiError {
     .with("status", serde_json::json!(from))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnRequest {
     pub reason: String,
@@ -507,7 +532,7 @@ pub struct ReturnRequest {
     pub lines: Option<Vec<ReturnLine>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnLine {
     pub product_id: String,
@@ -515,7 +540,8 @@ pub struct ReturnLine {
 }
 
 /// Asks to return a delivered order; an admin approves it (`approve-return`).
-async fn request_return(
+#[utoipa::path(post, path = "/api/v1/orders/{id}/return", tag = "orders", params(("id" = String, Path, description = "Order id")), request_body = ReturnRequest, security(("bearer" = [])), responses((status = 200, description = "Returned, awaiting approval", body = OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn request_return(
     node: web::Data<Node>,
     caller: Caller,
     path: web::Path<String>,
@@ -553,7 +579,8 @@ async fn request_return(
 }
 
 /// Accepts a returned order: its stock goes back on sale and it is refunded.
-async fn approve_return(
+#[utoipa::path(post, path = "/api/v1/admin/orders/{id}/approve-return", tag = "admin", params(("id" = String, Path, description = "Order id")), security(("bearer" = [])), responses((status = 200, description = "Restocked and refunded", body = OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn approve_return(
     node: web::Data<Node>,
     _: Admin,
     path: web::Path<String>,

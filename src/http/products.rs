@@ -37,7 +37,7 @@ pub fn product_id(sku: &str) -> String {
 }
 
 /// Money on the wire: integer minor units and an ISO 4217 code.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoneyJson {
     pub amount: i64,
@@ -76,7 +76,7 @@ impl MoneyJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Stock {
     pub available: u64,
     /// The rest only for admins: held by checkouts, sold, and every unit ever added.
@@ -89,7 +89,7 @@ pub struct Stock {
     pub received: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProductView {
     pub id: String,
     pub sku: String,
@@ -137,8 +137,9 @@ pub fn view(id: &str, s: &ProductState, now_ms: u64) -> Option<ProductView> {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     pub q: Option<String>,
     pub category: Option<String>,
@@ -151,13 +152,13 @@ pub struct ListParams {
     pub per_page: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Facets {
     pub category: BTreeMap<String, usize>,
     pub brand: BTreeMap<String, usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListView {
     pub items: Vec<ProductView>,
     pub total: usize,
@@ -201,7 +202,8 @@ fn check_query(p: &ListParams) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/v1/products", tag = "catalog", params(ListParams), responses((status = 200, description = "A page of the catalog", body = ListView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn list(
     node: web::Data<Node>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -240,7 +242,8 @@ async fn list(
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn get(
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog", params(("id" = String, Path, description = "Product id")), responses((status = 200, description = "The product with live stock", body = ProductView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn get(
     node: web::Data<Node>,
     caller: Option<Caller>,
     path: web::Path<String>,
@@ -260,7 +263,7 @@ async fn get(
     Ok(HttpResponse::Ok().json(v))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
     pub sku: String,
@@ -275,7 +278,8 @@ pub struct CreateProduct {
     pub images: Vec<String>,
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/v1/products", tag = "catalog", request_body = CreateProduct, security(("bearer" = [])), responses((status = 201, description = "Created", body = ProductView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn create(
     node: web::Data<Node>,
     _: Admin,
     body: Json<CreateProduct>,
@@ -316,7 +320,7 @@ async fn create(
         .json(v))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
     pub name: Option<String>,
@@ -335,7 +339,8 @@ async fn run(node: &Node, id: String, cmd: ProductCommand) -> Result<HttpRespons
     Ok(HttpResponse::Ok().json(v))
 }
 
-async fn update(
+#[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "catalog", params(("id" = String, Path, description = "Product id")), request_body = UpdateProduct, security(("bearer" = [])), responses((status = 200, description = "Changed", body = ProductView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn update(
     node: web::Data<Node>,
     _: Admin,
     path: web::Path<String>,
@@ -357,13 +362,14 @@ async fn update(
     run(&node, path.into_inner(), ProductCommand::Update(patch)).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Restock {
     pub quantity: u64,
 }
 
-async fn restock(
+#[utoipa::path(post, path = "/api/v1/products/{id}/restock", tag = "catalog", params(("id" = String, Path, description = "Product id")), request_body = Restock, security(("bearer" = [])), responses((status = 200, description = "Restocked", body = ProductView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn restock(
     node: web::Data<Node>,
     _: Admin,
     path: web::Path<String>,
@@ -379,7 +385,8 @@ async fn restock(
     .await
 }
 
-async fn archive(
+#[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "catalog", params(("id" = String, Path, description = "Product id")), security(("bearer" = [])), responses((status = 200, description = "Archived", body = ProductView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+pub async fn archive(
     node: web::Data<Node>,
     _: Admin,
     path: web::Path<String>,
