@@ -389,7 +389,7 @@ impl Saga<'_> {
             )) => {
                 // Cancelled while we were charging: undo the sale and the charge.
                 let order = node.orders.read(self.id.to_owned()).await?.state;
-                crate::http::orders::settle(node, self.id, &order, true).await?;
+                crate::http::orders::settle(node, self.id, &order).await?;
                 return Err(cancelled(self.id, &order));
             }
             Err(e) => return Err(e.into()),

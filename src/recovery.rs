@@ -113,7 +113,7 @@ pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static st
                         };
                         cancel(node, id, "reservation expired before the payment completed")
                             .await?;
-                        crate::http::orders::settle(node, id, &partial, true)
+                        crate::http::orders::settle(node, id, &partial)
                             .await
                             .map_err(|e| anyhow::anyhow!("{e}"))?;
                         return Ok("refunded: stock no longer reserved");

@@ -497,10 +497,17 @@ fn cancel_before_shipping_and_returns_after_delivery_refund_and_restock() {
             .unwrap()
     };
     assert_eq!(
-        ret(json!({"reason": "too big", "lines": [{"product_id": item, "quantity": 1}]})).status(),
+        ret(json!({"reason": "too big", "lines": [{"product_id": item, "quantity": 3}]})).status(),
+        422,
+        "only 2 were bought"
+    );
+    assert_eq!(
+        ret(json!({"reason": "too big", "lines": [{"product_id": "p_other", "quantity": 1}]}))
+            .status(),
         422
     );
-    let r = ret(json!({"reason": "too big"}));
+    // A partial return: one of the two units.
+    let r = ret(json!({"reason": "too big", "lines": [{"product_id": item, "quantity": 1}]}));
     assert_eq!(r.json::<Value>().unwrap()["status"], "returned");
     assert_eq!(
         available(&http, &node, &item),
@@ -516,5 +523,13 @@ fn cancel_before_shipping_and_returns_after_delivery_refund_and_restock() {
     assert_eq!(approve(&ada).status(), 403);
     let order: Value = approve(&admin).json().unwrap();
     assert_eq!(order["status"], "refunded");
-    assert_eq!(available(&http, &node, &item), 10);
+    assert_eq!(
+        order["payment"]["refunded"]["amount"], 700,
+        "the returned unit's price, not the whole order"
+    );
+    assert_eq!(
+        available(&http, &node, &item),
+        9,
+        "the returned unit is back on sale"
+    );
 }

@@ -396,25 +396,29 @@ pub async fn get(
 /// Undoes a sale: puts the sold units back and refunds what was charged. Every step is
 /// idempotent (products remember recent reversals, a payment refunds at most its charge,
 /// an order is refunded once), so a retry after a crash finishes the job.
-pub async fn settle(
-    node: &Node,
-    id: &str,
-    order: &OrderState,
-    stock_was_sold: bool,
-) -> Result<(), ApiError> {
-    if stock_was_sold {
-        for l in &order.lines {
-            let reverse = ProductCommand::ReverseSale {
-                order_id: id.to_owned(),
-                quantity: l.quantity as u64,
-            };
-            node.products
-                .execute(l.product_id.clone(), reverse, None)
-                .await?;
-        }
+pub async fn settle(node: &Node, id: &str, order: &OrderState) -> Result<(), ApiError> {
+    let restock: Vec<(String, u32)> = match &order.returned_lines {
+        Some(lines) => lines.clone(),
+        None => order
+            .lines
+            .iter()
+            .map(|l| (l.product_id.clone(), l.quantity))
+            .collect(),
+    };
+    for (product_id, quantity) in restock {
+        let reverse = ProductCommand::ReverseSale {
+            order_id: id.to_owned(),
+            quantity: quantity as u64,
+        };
+        node.products.execute(product_id, reverse, None).await?;
     }
     let payment = node.payments.read(id.to_owned()).await?.state;
-    if let (Some(charge_id), Some(amount)) = (payment.charge_id(), payment.amount) {
+    if let (Some(charge_id), Some(charged)) = (payment.charge_id(), payment.amount) {
+        // A partial return refunds its units; anything else refunds the whole charge.
+        let amount = order
+            .refund_due()
+            .filter(|due| due.amount <= charged.amount)
+            .unwrap_or(charged);
         if payment.refunded == 0 {
             node.payment_provider
                 .refund(charge_id, amount)
@@ -504,10 +508,10 @@ pub async fn cancel(
             if order.status == OrderStatus::PendingPayment {
                 release(&node, &id, &reply).await;
             } else {
-                settle(&node, &id, &reply, true).await?;
+                settle(&node, &id, &reply).await?;
             }
         }
-        OrderStatus::Cancelled if order.was_paid => settle(&node, &id, &order, true).await?,
+        OrderStatus::Cancelled if order.was_paid => settle(&node, &id, &order).await?,
         OrderStatus::Cancelled => {}
         other => return Err(illegal(other.as_str(), "cancelled")),
     }
@@ -527,8 +531,7 @@ fn illegal(from: &str, to: &str) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct ReturnRequest {
     pub reason: String,
-    /// The lines returned; all of them when omitted. Partial returns are not supported
-    /// yet: when given, the lines must be the whole order.
+    /// The units returned; every line of the order when omitted.
     pub lines: Option<Vec<ReturnLine>>,
 }
 
@@ -548,7 +551,7 @@ pub async fn request_return(
     body: Json<ReturnRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let (order, _) = visible(&node, &caller, &id).await?;
+    visible(&node, &caller, &id).await?;
     let ReturnRequest { reason, lines } = body.into_inner();
     if reason.trim().is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::invalid_field(
@@ -556,26 +559,8 @@ pub async fn request_return(
             "must be 1 to 500 characters",
         ));
     }
-    if let Some(lines) = lines {
-        let mut asked: Vec<(String, u32)> = lines
-            .into_iter()
-            .map(|l| (l.product_id, l.quantity))
-            .collect();
-        let mut whole: Vec<(String, u32)> = order
-            .lines
-            .iter()
-            .map(|l| (l.product_id.clone(), l.quantity))
-            .collect();
-        asked.sort();
-        whole.sort();
-        if asked != whole {
-            return Err(ApiError::invalid_field(
-                "lines",
-                "partial returns are not supported: return every line of the order",
-            ));
-        }
-    }
-    transition(&node, &id, OrderCommand::Return { reason }).await
+    let lines = lines.map(|ls| ls.into_iter().map(|l| (l.product_id, l.quantity)).collect());
+    transition(&node, &id, OrderCommand::Return { reason, lines }).await
 }
 
 /// Accepts a returned order: its stock goes back on sale and it is refunded.
@@ -589,7 +574,7 @@ pub async fn approve_return(
     super::carts::check_id("id", &id)?;
     let order = node.orders.read(id.clone()).await?.state;
     match order.status {
-        OrderStatus::Returned => settle(&node, &id, &order, true).await?,
+        OrderStatus::Returned => settle(&node, &id, &order).await?,
         OrderStatus::New => return Err(ApiError::not_found("no such order")),
         other => return Err(illegal(other.as_str(), "refunded")),
     }

@@ -91,6 +91,27 @@ pub struct OrderState {
     pub history: Vec<(OrderStatus, u64)>,
     pub checkout: Option<CheckoutDetails>,
     pub cancel_reason: Option<String>,
+    /// The units of a partial return; `None` when nothing or everything was returned.
+    pub returned_lines: Option<Vec<(String, u32)>>,
+}
+
+impl OrderState {
+    /// What a refund gives back: the returned units' price for a partial return, else
+    /// the whole total.
+    pub fn refund_due(&self) -> Option<Money> {
+        let total = self.total?;
+        match &self.returned_lines {
+            None => Some(total),
+            Some(lines) => {
+                lines
+                    .iter()
+                    .try_fold(Money::new(0, total.currency), |sum, (product, qty)| {
+                        let line = self.lines.iter().find(|l| &l.product_id == product)?;
+                        sum.checked_add(line.unit_price.checked_mul(*qty as u64)?)
+                    })
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +132,10 @@ pub enum OrderCommand {
     Cancel {
         reason: String,
     },
+    /// Returns a delivered order: every line when `lines` is `None`, else those units.
     Return {
         reason: String,
+        lines: Option<Vec<(String, u32)>>,
     },
     Refund,
 }
@@ -151,6 +174,8 @@ pub enum OrderEvent {
     },
     /// Added after schema v1; new variants go at the end so old events keep their tags.
     CheckoutRecorded(CheckoutDetails),
+    /// Added after schema v1: the units a partial return gives back.
+    ReturnedLines(Vec<(String, u32)>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -191,6 +216,31 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> OrderRejection {
         field,
         reason: reason.into(),
     }
+}
+
+fn check_returned_lines(state: &OrderState, lines: &[(String, u32)]) -> Result<(), OrderRejection> {
+    if lines.is_empty() {
+        return Err(invalid(
+            "lines",
+            "name at least one line, or omit lines to return everything",
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (product, qty) in lines {
+        let Some(line) = state.lines.iter().find(|l| &l.product_id == product) else {
+            return Err(invalid("lines", format!("{product} is not in this order")));
+        };
+        if !seen.insert(product) {
+            return Err(invalid("lines", format!("{product} is named twice")));
+        }
+        if *qty == 0 || *qty > line.quantity {
+            return Err(invalid(
+                "lines",
+                format!("return 1 to {} units of {product}", line.quantity),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_address(a: &Address) -> Result<(), OrderRejection> {
@@ -253,8 +303,9 @@ pub struct Order;
 
 impl Entity for Order {
     const KIND: &'static str = "order";
-    /// 2: the state gained `checkout` and `cancel_reason`; v1 snapshots are rebuilt.
-    const STATE_VERSION: u16 = 2;
+    /// 3: the state gained `checkout`, `cancel_reason` (2) and `returned_lines` (3);
+    /// older snapshots are rebuilt from the journal.
+    const STATE_VERSION: u16 = 3;
     type State = OrderState;
     type Command = OrderCommand;
     type Event = OrderEvent;
@@ -333,14 +384,21 @@ impl Entity for Order {
                 S::Cancelled => return Ok(vec![]),
                 _ => return Err(illegal(S::Cancelled)),
             },
-            Return { reason } => match state.status {
-                S::Delivered => OrderEvent::Returned {
-                    reason: reason.clone(),
-                    at_ms: now,
-                },
+            Return { reason, lines } => match state.status {
+                S::Delivered => {
+                    let returned = OrderEvent::Returned {
+                        reason: reason.clone(),
+                        at_ms: now,
+                    };
+                    let Some(lines) = lines else {
+                        return Ok(vec![returned]);
+                    };
+                    check_returned_lines(state, lines)?;
+                    return Ok(vec![returned, OrderEvent::ReturnedLines(lines.clone())]);
+                }
                 _ => return Err(illegal(S::Returned)),
             },
-            Refund => match (state.status, state.was_paid, state.total) {
+            Refund => match (state.status, state.was_paid, state.refund_due()) {
                 (S::Returned, _, Some(total)) | (S::Cancelled, true, Some(total)) => {
                     OrderEvent::Refunded {
                         amount: total,
@@ -358,6 +416,10 @@ impl Entity for Order {
             OrderEvent::CheckoutRecorded(details) => {
                 state.checkout = Some(details.clone());
                 return; // not a status change
+            }
+            OrderEvent::ReturnedLines(lines) => {
+                state.returned_lines = Some(lines.clone());
+                return;
             }
             OrderEvent::Placed {
                 customer_id,
@@ -410,6 +472,7 @@ impl Entity for Order {
             OrderEvent::Returned { .. } => "OrderReturned",
             OrderEvent::Refunded { .. } => "OrderRefunded",
             OrderEvent::CheckoutRecorded(_) => "OrderCheckoutRecorded",
+            OrderEvent::ReturnedLines(_) => "OrderReturnedLines",
         }
     }
 }
@@ -503,6 +566,7 @@ mod tests {
             Deliver,
             Return {
                 reason: "size".into(),
+                lines: None,
             },
             Refund,
         ] {
@@ -600,5 +664,87 @@ mod tests {
             }
         )
         .is_err());
+    }
+}
+
+#[cfg(test)]
+mod partial_returns {
+    use super::*;
+    use crate::entities::given::{state, when};
+    use crate::money::Currency;
+
+    fn delivered() -> Vec<OrderEvent> {
+        let usd = |c| Money::new(c, Currency::USD);
+        vec![
+            OrderEvent::Placed {
+                customer_id: "c".into(),
+                lines: vec![
+                    OrderLine {
+                        product_id: "a".into(),
+                        quantity: 3,
+                        unit_price: usd(100),
+                    },
+                    OrderLine {
+                        product_id: "b".into(),
+                        quantity: 1,
+                        unit_price: usd(50),
+                    },
+                ],
+                total: usd(350),
+                at_ms: 0,
+            },
+            OrderEvent::Paid {
+                payment_ref: "p".into(),
+                at_ms: 1,
+            },
+            OrderEvent::Shipped {
+                carrier: "c".into(),
+                tracking: "t".into(),
+                at_ms: 2,
+            },
+            OrderEvent::Delivered { at_ms: 3 },
+        ]
+    }
+
+    #[test]
+    fn a_partial_return_refunds_only_its_units() {
+        let mut h = delivered();
+        h.extend(
+            when::<Order>(
+                &h,
+                OrderCommand::Return {
+                    reason: "r".into(),
+                    lines: Some(vec![("a".into(), 2)]),
+                },
+            )
+            .unwrap(),
+        );
+        assert_eq!(state::<Order>(&h).refund_due().unwrap().amount, 200);
+        let refund = when::<Order>(&h, OrderCommand::Refund).unwrap();
+        assert!(matches!(refund[0], OrderEvent::Refunded { amount, .. } if amount.amount == 200));
+    }
+
+    #[test]
+    fn returned_lines_must_be_in_the_order() {
+        let h = delivered();
+        for lines in [
+            vec![],
+            vec![("z".to_string(), 1)],
+            vec![("a".to_string(), 4)],
+            vec![("a".to_string(), 1), ("a".to_string(), 1)],
+        ] {
+            let err = when::<Order>(
+                &h,
+                OrderCommand::Return {
+                    reason: "r".into(),
+                    lines: Some(lines.clone()),
+                },
+            )
+            .unwrap_err();
+            assert!(
+                matches!(err, OrderRejection::Invalid { field: "lines", .. }),
+                "{lines:?}"
+            );
+        }
     }
 }
