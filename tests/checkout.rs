@@ -533,3 +533,90 @@ fn cancel_before_shipping_and_returns_after_delivery_refund_and_restock() {
         "the returned unit is back on sale"
     );
 }
+
+/// ACIDRain (SIGMOD 2017): change the cart while its checkout runs. Every paid order must
+/// charge exactly its lines, and stock must be taken exactly for what was charged.
+#[test]
+fn a_cart_changed_during_checkout_never_splits_charge_from_stock() {
+    let (_tmp, _data, node, admin) = setup(&[]);
+    let http = client();
+    let a = common::create_product(&http, &node, &admin, "RAIN-A", 300, 100_000);
+    let b = common::create_product(&http, &node, &admin, "RAIN-B", 700, 100_000);
+    let shopper = common::register(&http, &node, "rain@checkout.test");
+    let mut paid_orders = Vec::new();
+    for round in 0..25 {
+        add(&http, &node, &shopper, &a, 1 + round % 3);
+        let (order, _) = std::thread::scope(|s| {
+            let buyer = s.spawn(|| {
+                let r = checkout(&http, &node, &shopper, &format!("rain-{round}"), "tok_visa");
+                (r.status().as_u16(), r.json::<Value>().unwrap())
+            });
+            let meddler = s.spawn(|| {
+                let http = client();
+                for i in 0..6 {
+                    let (p, q) = if i % 2 == 0 { (&b, 2) } else { (&a, 1) };
+                    let _ = http
+                        .post(node.url("/api/v1/cart/items"))
+                        .bearer_auth(&shopper)
+                        .json(&json!({"product_id": p, "quantity": q}))
+                        .send();
+                }
+            });
+            (buyer.join().unwrap(), meddler.join().unwrap())
+        });
+        if order.0 == 201 {
+            paid_orders.push(order.1);
+        }
+        let _ = http
+            .delete(node.url("/api/v1/cart"))
+            .bearer_auth(&shopper)
+            .send();
+    }
+    assert!(
+        paid_orders.len() >= 20,
+        "most checkouts went through: {}",
+        paid_orders.len()
+    );
+    let mut units = std::collections::BTreeMap::new();
+    for o in &paid_orders {
+        let lines = o["lines"].as_array().unwrap();
+        let sum: i64 = lines
+            .iter()
+            .map(|l| l["line_total"]["amount"].as_i64().unwrap())
+            .sum();
+        assert_eq!(
+            o["total"]["amount"].as_i64().unwrap(),
+            sum,
+            "charged total == its lines: {o}"
+        );
+        let id = o["id"].as_str().unwrap();
+        let full: Value = http
+            .get(node.url(&format!("/api/v1/orders/{id}")))
+            .bearer_auth(&shopper)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(full["payment"]["status"], "charged");
+        for l in lines {
+            *units
+                .entry(l["product_id"].as_str().unwrap().to_string())
+                .or_insert(0u64) += l["quantity"].as_u64().unwrap();
+        }
+    }
+    for p in [&a, &b] {
+        let v: Value = http
+            .get(node.url(&format!("/api/v1/products/{p}")))
+            .bearer_auth(&admin)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(
+            v["stock"]["sold"].as_u64().unwrap(),
+            units.get(p.as_str()).copied().unwrap_or(0),
+            "{p}: stock taken == units charged"
+        );
+        assert_eq!(v["stock"]["reserved"], 0);
+    }
+}
