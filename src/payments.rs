@@ -5,7 +5,8 @@
 //! no money. It behaves like Stripe's test mode, deciding by the card token:
 //! `tok_visa` (and `tok_mastercard`) succeed, `tok_chargeDeclined` is declined
 //! (`card_declined`), `tok_chargeDeclinedInsufficientFunds` is declined
-//! (`insufficient_funds`); any other token is refused as invalid.
+//! (`insufficient_funds`); `tok_slow` succeeds after 3 seconds (to test what happens
+//! while a charge is in flight); any other token is refused as invalid.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -72,6 +73,13 @@ impl PaymentProvider for TestPaymentProvider {
     ) -> BoxFuture<'a, Result<Outcome, ProviderError>> {
         Box::pin(async move {
             match token {
+                "tok_slow" => {
+                    actix_web::rt::time::sleep(std::time::Duration::from_secs(3)).await;
+                    let id = hex::encode(Sha256::digest(format!("test-charge:{key}")));
+                    Ok(Outcome::Charged {
+                        charge_id: format!("ch_test_{}", &id[..24]),
+                    })
+                }
                 "tok_visa" | "tok_mastercard" => {
                     let id = hex::encode(Sha256::digest(format!("test-charge:{key}")));
                     Ok(Outcome::Charged {

@@ -620,3 +620,70 @@ fn a_cart_changed_during_checkout_never_splits_charge_from_stock() {
         assert_eq!(v["stock"]["reserved"], 0);
     }
 }
+
+/// A hold expires: while one checkout's charge hangs past the reservation's TTL, another
+/// shopper can buy the unit; the slow checkout then finds its hold gone, refunds and
+/// cancels instead of overselling.
+#[test]
+fn an_expired_hold_frees_the_stock_and_the_late_checkout_refunds() {
+    let (_tmp, _data, node, admin) = setup(&["--reservation-ttl-secs", "1"]);
+    let http = client();
+    let item = common::create_product(&http, &node, &admin, "LAST-ONE", 900, 1);
+    let slow = common::register(&http, &node, "slow@checkout.test");
+    let fast = common::register(&http, &node, "fast@checkout.test");
+    add(&http, &node, &slow, &item, 1);
+    add(&http, &node, &fast, &item, 1);
+    std::thread::scope(|s| {
+        let late = s.spawn(|| {
+            let r = checkout(&http, &node, &slow, "slow-1", "tok_slow");
+            (r.status().as_u16(), r.json::<Value>().unwrap())
+        });
+        // While the slow charge runs, its hold exists, then expires.
+        let wait_for = |want: u64, what: &str| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2500);
+            while available(&http, &node, &item) != want {
+                assert!(std::time::Instant::now() < deadline, "{what}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        wait_for(0, "the slow checkout holds the unit");
+        wait_for(1, "the expired hold frees the unit");
+        assert_eq!(
+            checkout(&http, &node, &fast, "fast-1", "tok_visa").status(),
+            201
+        );
+        let (status, body) = late.join().unwrap();
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["code"], "order_cancelled");
+        let id = body["order_id"].as_str().unwrap();
+        let order: Value = http
+            .get(node.url(&format!("/api/v1/orders/{id}")))
+            .bearer_auth(&slow)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(
+            (
+                order["status"].as_str(),
+                order["payment"]["status"].as_str()
+            ),
+            (Some("cancelled"), Some("refunded"))
+        );
+    });
+    let v: Value = http
+        .get(node.url(&format!("/api/v1/products/{item}")))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        (
+            v["stock"]["sold"].as_u64(),
+            v["stock"]["available"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "sold once, never oversold"
+    );
+}
