@@ -467,19 +467,12 @@ impl Saga<'_> {
 
     /// Gives the reserved stock back. Best effort: reservations also expire on their own.
     async fn release(&self, reserved: &[Reserved]) {
-        for r in reserved {
-            let release = ProductCommand::Release {
-                reservation_id: self.id.to_owned(),
-            };
-            if let Err(e) = self
-                .node
-                .products
-                .execute(r.product_id.clone(), release, None)
-                .await
-            {
-                tracing::warn!(order = self.id, product = %r.product_id, error = %e, "release failed; the reservation will expire");
-            }
-        }
+        crate::http::orders::release(
+            self.node,
+            self.id,
+            reserved.iter().map(|r| r.product_id.clone()),
+        )
+        .await;
     }
 
     /// Releases the stock and cancels the order with `reason`; returns the order.

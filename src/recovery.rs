@@ -131,12 +131,22 @@ pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static st
         }
         Some(Outcome::Declined { reason }) => {
             cancel(node, id, &format!("payment_declined: {reason}")).await?;
-            release(node, id, &order).await;
+            crate::http::orders::release(
+                node,
+                id,
+                order.lines.iter().map(|l| l.product_id.clone()),
+            )
+            .await;
             Ok("compensated: declined")
         }
         None => {
             cancel(node, id, "checkout interrupted before payment").await?;
-            release(node, id, &order).await;
+            crate::http::orders::release(
+                node,
+                id,
+                order.lines.iter().map(|l| l.product_id.clone()),
+            )
+            .await;
             Ok("compensated: never charged")
         }
     }
@@ -151,16 +161,4 @@ async fn cancel(node: &Node, id: &str, reason: &str) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
-}
-
-async fn release(node: &Node, id: &str, order: &OrderState) {
-    for l in &order.lines {
-        let release = ProductCommand::Release {
-            reservation_id: id.to_owned(),
-        };
-        let _ = node
-            .products
-            .execute(l.product_id.clone(), release, None)
-            .await;
-    }
 }

@@ -448,18 +448,15 @@ pub async fn settle(node: &Node, id: &str, order: &OrderState) -> Result<(), Api
     Ok(())
 }
 
-/// Gives back what a pending order holds.
-async fn release(node: &Node, id: &str, order: &OrderState) {
-    for l in &order.lines {
+/// Gives back the stock order `id` holds on each of `products`. Best effort: holds
+/// also expire on their own.
+pub async fn release(node: &Node, id: &str, products: impl IntoIterator<Item = String>) {
+    for product in products {
         let release = ProductCommand::Release {
             reservation_id: id.to_owned(),
         };
-        if let Err(e) = node
-            .products
-            .execute(l.product_id.clone(), release, None)
-            .await
-        {
-            tracing::warn!(order = id, product = %l.product_id, error = %e, "release failed; the reservation will expire");
+        if let Err(e) = node.products.execute(product.clone(), release, None).await {
+            tracing::warn!(order = id, product = %product, error = %e, "release failed; the reservation will expire");
         }
     }
 }
@@ -506,7 +503,7 @@ pub async fn cancel(
                 Err(e) => return Err(e.into()),
             };
             if order.status == OrderStatus::PendingPayment {
-                release(&node, &id, &reply).await;
+                release(&node, &id, reply.lines.iter().map(|l| l.product_id.clone())).await;
             } else {
                 settle(&node, &id, &reply).await?;
             }
