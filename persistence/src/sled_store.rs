@@ -431,6 +431,20 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// The raw sled database, waiting for the lock a just-dropped store still holds.
+    fn raw(path: &Path) -> sled::Db {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match sled::open(path) {
+                Ok(db) => return db,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     #[test]
     fn passes_the_shared_suite() {
         let dirs = std::cell::RefCell::new(Vec::new());
@@ -460,7 +474,7 @@ mod tests {
         {
             // What a crash between the two inserts of an append leaves: a log entry
             // whose events never reached the disk.
-            let db = sled::open(&opts.path).unwrap();
+            let db = raw(&opts.path);
             let tree = db.open_tree("shard-0000").unwrap();
             tree.insert(log_key(3), event_key(&entity_prefix(b'e', "a").unwrap(), 3))
                 .unwrap();
@@ -494,7 +508,7 @@ mod tests {
             s.flush().unwrap();
         }
         {
-            let db = sled::open(&opts.path).unwrap();
+            let db = raw(&opts.path);
             db.open_tree("shard-0000")
                 .unwrap()
                 .remove(log_key(1))
