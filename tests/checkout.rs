@@ -687,3 +687,71 @@ fn an_expired_hold_frees_the_stock_and_the_late_checkout_refunds() {
         "sold once, never oversold"
     );
 }
+
+#[test]
+fn bad_checkout_requests_get_a_4xx_and_hold_nothing() {
+    let (_tmp, _data, node, admin) = setup(&[]);
+    let http = client();
+    let item = common::create_product(&http, &node, &admin, "BAD-CO", 100, 5);
+    let ada = common::register(&http, &node, "badco@checkout.test");
+    add(&http, &node, &ada, &item, 2);
+    let post = |key: &str, body: Value| {
+        http.post(node.url("/api/v1/checkout"))
+            .bearer_auth(&ada)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    let with_address = |field: &str, value: Value| {
+        let mut a = address();
+        a[field] = value;
+        json!({"payment": {"token": "tok_visa"}, "shipping_address": a})
+    };
+    for (i, (body, word)) in [
+        (
+            json!({"payment": {"token": "tok_visa"}}),
+            "shipping_address",
+        ),
+        (
+            json!({"payment": {"token": ""}, "shipping_address": address()}),
+            "payment.token",
+        ),
+        (
+            json!({"payment": {"token": "tok_visa", "cvc": "123"}, "shipping_address": address()}),
+            "cvc",
+        ),
+        (with_address("country", json!("gb")), "country"),
+        (with_address("postal_code", json!("")), "postal_code"),
+        (with_address("city", json!(7)), "shipping_address.city"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = post(&format!("bad-{i}"), body.clone());
+        assert_eq!(r.status(), 422, "{body}");
+        let p: Value = r.json().unwrap();
+        assert!(p.to_string().contains(word), "{word} not named in {p}");
+    }
+    let r = http
+        .post(node.url("/api/v1/checkout"))
+        .bearer_auth(&ada)
+        .header("Idempotency-Key", "x".repeat(300))
+        .json(&json!({"payment": {"token": "tok_visa"}, "shipping_address": address()}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        available(&http, &node, &item),
+        5,
+        "nothing is held by refused checkouts"
+    );
+    assert_eq!(
+        post(
+            "good",
+            json!({"payment": {"token": "tok_visa"}, "shipping_address": address()})
+        )
+        .status(),
+        201
+    );
+}
