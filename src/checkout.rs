@@ -60,6 +60,32 @@ pub struct AddressInput {
     pub country: String,
 }
 
+impl From<AddressInput> for Address {
+    fn from(a: AddressInput) -> Self {
+        Address {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            postal_code: a.postal_code,
+            country: a.country,
+        }
+    }
+}
+
+impl From<Address> for AddressInput {
+    fn from(a: Address) -> Self {
+        AddressInput {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            postal_code: a.postal_code,
+            country: a.country,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
@@ -254,15 +280,7 @@ impl Saga<'_> {
         if !unavailable.is_empty() {
             return Err(out_of_stock(unavailable));
         }
-        let a = request.shipping_address;
-        let shipping = Address {
-            name: a.name,
-            line1: a.line1,
-            line2: a.line2,
-            city: a.city,
-            postal_code: a.postal_code,
-            country: a.country,
-        };
+        let shipping = Address::from(request.shipping_address);
         let order_lines: Vec<OrderLine> = priced
             .iter()
             .map(|r| OrderLine {

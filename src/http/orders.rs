@@ -149,12 +149,7 @@ async fn transition(node: &Node, id: &str, cmd: OrderCommand) -> Result<HttpResp
             Ok(HttpResponse::Ok().json(view))
         }
         Err(EntityError::Rejected(OrderRejection::IllegalTransition { from, to })) => {
-            Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "illegal_transition",
-                format!("a {from} order cannot become {to}"),
-            )
-            .with("status", serde_json::json!(from)))
+            Err(illegal(from, to))
         }
         Err(EntityError::Rejected(OrderRejection::NotFound)) => {
             Err(ApiError::not_found("no such order"))
@@ -336,17 +331,7 @@ pub async fn order_view(node: &Node, id: &str, o: &OrderState) -> Result<OrderVi
             })
             .collect(),
         total: MoneyJson::from_money(total),
-        shipping_address: o.checkout.as_ref().map(|c| {
-            let a = c.shipping.clone();
-            crate::checkout::AddressInput {
-                name: a.name,
-                line1: a.line1,
-                line2: a.line2,
-                city: a.city,
-                postal_code: a.postal_code,
-                country: a.country,
-            }
-        }),
+        shipping_address: o.checkout.as_ref().map(|c| c.shipping.clone().into()),
         payment,
         carrier: o.carrier.clone(),
         tracking_number: o.tracking.clone(),
