@@ -132,14 +132,8 @@ fn checkouts_survive_kill_9_and_interrupted_ones_are_settled() {
     // Stock adds up on every product, and what was sold is exactly what paid orders hold.
     let mut sold_total = 0;
     for p in &products {
-        let v: Value = http
-            .get(node.url(&format!("/api/v1/products/{p}")))
-            .bearer_auth(&admin)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let st = &v["stock"];
+        let stock = common::admin_stock(&http, &node, &admin, p);
+        let st = &stock;
         let (available, reserved, sold, received) = (
             st["available"].as_u64().unwrap(),
             st["reserved"].as_u64().unwrap(),

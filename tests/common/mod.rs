@@ -228,3 +228,20 @@ pub fn first_in_stock(http: &reqwest::blocking::Client, node: &Node) -> String {
         .expect("a product in stock")
         .to_string()
 }
+
+/// A product's stock as an admin sees it: `available`, `reserved`, `sold`, `received`.
+pub fn admin_stock(
+    http: &reqwest::blocking::Client,
+    node: &Node,
+    admin: &str,
+    product: &str,
+) -> serde_json::Value {
+    let v: serde_json::Value = http
+        .get(node.url(&format!("/api/v1/products/{product}")))
+        .bearer_auth(admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v["stock"].clone()
+}
