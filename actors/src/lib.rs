@@ -26,4 +26,4 @@ pub use entity::{Entity, Rejection, RejectionKind};
 pub use error::EntityError;
 pub use money::{Currency, Money};
 pub use registry::{Registry, Runtime, RuntimeConfig};
-pub use shard::Reply;
+pub use shard::{Committed, Observer, Reply};

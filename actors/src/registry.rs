@@ -15,7 +15,7 @@ use ecommesh_persistence::{EventStore, GroupCommit, ShardId, StoreError};
 
 use crate::entity::Entity;
 use crate::error::EntityError;
-use crate::shard::{Execute, LiveCount, Outcome, Read, ReplyTo, Shard, ShardSettings};
+use crate::shard::{Execute, LiveCount, Observer, Outcome, Read, ReplyTo, Shard, ShardSettings};
 use crate::supervisor::CrashPolicy;
 
 /// The FNV-1a 64-bit hash of `kind/id`, stable across builds and platforms.
@@ -106,6 +106,11 @@ impl Runtime {
     /// Starts one shard actor per shard for entity kind `E`, spread over the arbiters.
     /// Call once per kind; the registry is cheap to clone.
     pub fn registry<E: Entity>(&self) -> Registry<E> {
+        self.observed_registry(None)
+    }
+
+    /// Like [`Runtime::registry`], and `observer` hears every durable change of kind `E`.
+    pub fn observed_registry<E: Entity>(&self, observer: Option<Observer<E>>) -> Registry<E> {
         let settings = ShardSettings {
             snapshot_every: self.config.snapshot_every.max(1),
             idle_timeout: self.config.idle_timeout,
@@ -127,10 +132,11 @@ impl Runtime {
                     [self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
                 let queued = Arc::new(AtomicUsize::new(0));
                 let (store, commit, q) = (self.store.clone(), self.commit.clone(), queued.clone());
+                let observer = observer.clone();
                 let addr = Shard::<E>::start_in_arbiter(&arbiter.handle(), move |ctx| {
                     // Our own counter refuses work first; actix's limit is only a backstop.
                     ctx.set_mailbox_capacity(capacity + 64);
-                    Shard::new(id, store, commit, settings, q)
+                    Shard::new(id, store, commit, settings, q, observer)
                 });
                 ShardHandle { addr, queued }
             })

@@ -66,18 +66,37 @@ impl<E: Entity> Message for Read<E> {
     type Result = ();
 }
 
+/// A change of one entity, told to the runtime's observer once its events are durable.
+/// Changes of one entity arrive in order; `prev_seq` lets a listener prove it missed none.
+#[derive(Debug, Clone)]
+pub struct Committed<E: Entity> {
+    pub id: Arc<str>,
+    /// The entity's sequence number before the change.
+    pub prev_seq: u64,
+    pub seq: u64,
+    pub events: Vec<E::Event>,
+    /// The state after the change.
+    pub state: E::State,
+    pub at_ms: u64,
+}
+
+/// Hears every durable change of one entity kind. It runs on the group-commit thread,
+/// so it must only hand the change on (e.g. into a channel), never block.
+pub type Observer<E> = Arc<dyn Fn(Committed<E>) + Send + Sync>;
+
 /// When a reply may be sent.
-enum Durable {
+enum Durable<E: Entity> {
     /// Everything it shows is on disk already.
     Now,
     /// It shows writes still waiting for group commit.
     AfterFlush,
-    /// The command wrote events: wait for them, and remember the batch on the entity.
-    AfterWrite,
+    /// The command wrote events: wait for them, remember the batch on the entity, and
+    /// then tell the observer, if there is one.
+    AfterWrite(Option<Committed<E>>),
 }
 
 type Pending<E> =
-    Result<(Reply<<E as Entity>::State>, Durable), EntityError<<E as Entity>::Rejection>>;
+    Result<(Reply<<E as Entity>::State>, Durable<E>), EntityError<<E as Entity>::Rejection>>;
 
 /// Asks how many entities the shard hosts right now.
 pub struct LiveCount;
@@ -116,6 +135,7 @@ pub struct Shard<E: Entity> {
     entities: HashMap<Box<str>, Slot<E::State>>,
     crashes: CrashLog,
     started: Instant,
+    observer: Option<Observer<E>>,
 }
 
 /// The journal key of an entity: its kind and id.
@@ -134,6 +154,7 @@ impl<E: Entity> Shard<E> {
         commit: GroupCommit,
         settings: ShardSettings,
         queued: Arc<AtomicUsize>,
+        observer: Option<Observer<E>>,
     ) -> Self {
         Shard {
             id,
@@ -144,6 +165,7 @@ impl<E: Entity> Shard<E> {
             entities: HashMap::new(),
             crashes: CrashLog::default(),
             started: Instant::now(),
+            observer,
         }
     }
 
@@ -293,6 +315,7 @@ impl<E: Entity> Shard<E> {
                 });
             }
         };
+        let prev_seq = slot.seq;
         slot.seq = seq;
         slot.since_snapshot += events.len() as u32;
         if slot.since_snapshot >= self.settings.snapshot_every {
@@ -306,12 +329,20 @@ impl<E: Entity> Shard<E> {
         metrics::counter!("ecommesh_journal_appends_total", "kind" => E::KIND).increment(1);
         metrics::counter!("ecommesh_journal_events_total", "kind" => E::KIND)
             .increment(events.len() as u64);
+        let committed = self.observer.as_ref().map(|_| Committed {
+            id: msg.id.as_str().into(),
+            prev_seq,
+            seq,
+            events,
+            state: slot.state.clone(),
+            at_ms: wall_ms,
+        });
         Ok((
             Reply {
                 seq,
                 state: slot.state.clone(),
             },
-            Durable::AfterWrite,
+            Durable::AfterWrite(committed),
         ))
     }
 
@@ -368,10 +399,19 @@ impl<E: Entity> Shard<E> {
             let _ = reply_to.send(Ok(reply));
             return;
         }
+        let wrote = matches!(durable, Durable::AfterWrite(_));
+        let (observer, committed) = match durable {
+            Durable::AfterWrite(Some(c)) => (self.observer.clone(), Some(c)),
+            _ => (None, None),
+        };
         let batch = self.commit.on_durable(move |flushed| {
+            let durable = flushed.is_ok();
             let _ = reply_to.send(flushed.map(|()| reply).map_err(EntityError::Storage));
+            if let (true, Some(observer), Some(c)) = (durable, observer, committed) {
+                observer(c);
+            }
         });
-        if let Durable::AfterWrite = durable {
+        if wrote {
             if let Some(slot) = self.entities.get_mut(id) {
                 slot.write_batch = batch;
             }

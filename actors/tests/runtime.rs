@@ -400,3 +400,55 @@ async fn live_entities_stay_under_the_limit_and_come_back_when_needed() {
     }
     rt.shutdown().unwrap();
 }
+
+#[actix_rt::test]
+async fn the_observer_hears_every_durable_change_in_order_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultStore::new(open(&dir, 4)));
+    let rt = Runtime::start(faults.clone(), config());
+    let heard = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let sink = heard.clone();
+    let observer: ecommesh_actors::Observer<Counter> = Arc::new(move |c| {
+        sink.lock()
+            .push((c.id.to_string(), c.prev_seq, c.seq, c.state, c.events.len()))
+    });
+    let counters = rt.observed_registry::<Counter>(Some(observer));
+    let mut handles = Vec::new();
+    for i in 1..=100u64 {
+        let c = counters.clone();
+        handles.push(actix_rt::spawn(async move {
+            c.execute(format!("n{}", i % 5), CounterCmd::Add(i), None)
+                .await
+        }));
+    }
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    // A command without events and a read are not changes.
+    counters
+        .execute("n1", CounterCmd::Block(Duration::ZERO), None)
+        .await
+        .unwrap();
+    counters.read("n2").await.unwrap();
+    {
+        let heard = heard.lock();
+        assert_eq!(heard.len(), 100);
+        for k in 0..5 {
+            let mine: Vec<_> = heard.iter().filter(|h| h.0 == format!("n{k}")).collect();
+            assert_eq!(mine.len(), 20);
+            for (i, h) in mine.iter().enumerate() {
+                assert_eq!((h.1, h.2, h.4), (i as u64, i as u64 + 1, 1), "{h:?}");
+            }
+            let sum: u64 = (1..=100u64).filter(|i| i % 5 == k).sum();
+            assert_eq!(mine.last().unwrap().3, sum);
+        }
+    }
+    // A change whose flush fails is never heard.
+    faults.fail_flushes(true);
+    assert!(counters
+        .execute("n1", CounterCmd::Add(1), None)
+        .await
+        .is_err());
+    assert_eq!(heard.lock().len(), 100);
+    assert!(rt.shutdown().is_err());
+}
