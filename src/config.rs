@@ -49,6 +49,11 @@ pub struct Config {
     pub demo_catalog: bool,
     pub reservation_ttl_secs: u64,
     pub checkout_timeout_secs: u64,
+    pub ws_heartbeat_secs: u64,
+    pub ws_idle_timeout_secs: u64,
+    pub ws_send_buffer: usize,
+    pub ws_max_subscriptions: usize,
+    pub low_stock_threshold: u64,
 }
 
 impl Default for Config {
@@ -83,6 +88,11 @@ impl Default for Config {
             demo_catalog: true,
             reservation_ttl_secs: 900,
             checkout_timeout_secs: 60,
+            ws_heartbeat_secs: 15,
+            ws_idle_timeout_secs: 60,
+            ws_send_buffer: 1024,
+            ws_max_subscriptions: 256,
+            low_stock_threshold: 5,
         }
     }
 }
@@ -213,6 +223,26 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_CHECKOUT_TIMEOUT_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkout_timeout_secs: Option<u64>,
+    /// Seconds between the pings a node sends on every websocket.
+    #[arg(long, global = true, env = "ECOMMESH_WS_HEARTBEAT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_heartbeat_secs: Option<u64>,
+    /// A websocket that sends nothing (not even a pong) for this long is closed.
+    #[arg(long, global = true, env = "ECOMMESH_WS_IDLE_TIMEOUT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_idle_timeout_secs: Option<u64>,
+    /// Messages that may wait for one slow websocket client before it is disconnected.
+    #[arg(long, global = true, env = "ECOMMESH_WS_SEND_BUFFER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_send_buffer: Option<usize>,
+    /// Most topics one websocket may subscribe to.
+    #[arg(long, global = true, env = "ECOMMESH_WS_MAX_SUBSCRIPTIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_max_subscriptions: Option<usize>,
+    /// A product with this many units available or fewer is reported as low on stock.
+    #[arg(long, global = true, env = "ECOMMESH_LOW_STOCK_THRESHOLD")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub low_stock_threshold: Option<u64>,
     /// Short for `--demo-catalog false`.
     #[arg(long = "no-demo", global = true, action = clap::ArgAction::SetTrue)]
     #[serde(skip)]
@@ -316,6 +346,13 @@ impl Config {
             1,
             24 * 3600,
         )?;
+        range("ws_heartbeat_secs", self.ws_heartbeat_secs, 1, 3600)?;
+        range("ws_idle_timeout_secs", self.ws_idle_timeout_secs, 2, 24 * 3600)?;
+        if self.ws_idle_timeout_secs <= self.ws_heartbeat_secs {
+            bail!("invalid configuration: `ws_idle_timeout_secs` must be longer than `ws_heartbeat_secs`, or idle clients that answer every ping are closed");
+        }
+        range("ws_send_buffer", self.ws_send_buffer, 1, 1_000_000)?;
+        range("ws_max_subscriptions", self.ws_max_subscriptions, 1, 100_000)?;
         if self.data_dir.as_os_str().is_empty() {
             bail!("invalid configuration: `data_dir` must not be empty");
         }
@@ -346,6 +383,16 @@ impl Config {
             Self::cores()
         } else {
             self.http_workers
+        }
+    }
+
+    pub fn live(&self) -> crate::live::LiveSettings {
+        crate::live::LiveSettings {
+            heartbeat: Duration::from_secs(self.ws_heartbeat_secs),
+            idle_timeout: Duration::from_secs(self.ws_idle_timeout_secs),
+            send_buffer: self.ws_send_buffer,
+            max_subscriptions: self.ws_max_subscriptions,
+            low_stock_threshold: self.low_stock_threshold,
         }
     }
 

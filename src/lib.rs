@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod config;
 pub mod http;
+pub mod live;
 pub mod node;
 pub mod order_book;
 pub mod payments;

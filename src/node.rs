@@ -40,6 +40,8 @@ pub struct Node {
     pub catalog: Arc<Catalog>,
     pub order_book: Arc<crate::projection::Projection<crate::order_book::OrderBook>>,
     pub currency: Currency,
+    pub live: Arc<crate::live::Live>,
+    pub live_settings: crate::live::LiveSettings,
     pub shards: u32,
     /// False until recovery is done, and again once shutdown has begun.
     pub ready: AtomicBool,
@@ -54,10 +56,12 @@ impl Node {
         currency: Currency,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
+        use crate::live::Change;
+        let live = Arc::new(crate::live::Live::new(currency));
         Node {
-            carts: runtime.registry(),
-            products: runtime.registry(),
-            orders: runtime.registry(),
+            carts: runtime.observed_registry(Some(live.observer(Change::Cart))),
+            products: runtime.observed_registry(Some(live.observer(Change::Product))),
+            orders: runtime.observed_registry(Some(live.observer(Change::Order))),
             customers: runtime.registry(),
             sessions: runtime.registry(),
             payments: runtime.registry(),
@@ -69,6 +73,8 @@ impl Node {
                 runtime.store().shard_count(),
             )),
             currency,
+            live,
+            live_settings: crate::live::LiveSettings::default(),
             shards: runtime.store().shard_count(),
             ready: AtomicBool::new(false),
             metrics,
@@ -206,6 +212,7 @@ async fn serve(
     let runtime = Runtime::start(store, config.runtime());
     let mut node = Node::new(&runtime, auth, config.shop_currency()?, metrics);
     node.reservation_ttl = std::time::Duration::from_secs(config.reservation_ttl_secs);
+    node.live_settings = config.live();
     let node = web::Data::new(node);
     let fresh = (0..node.shards).all(|s| {
         runtime
@@ -241,6 +248,7 @@ async fn serve(
     tracing::info!(events = orders, "order book projection built");
     node.order_book
         .spawn(runtime.store().clone(), runtime.group_commit().clone());
+    crate::live::feed::spawn(node.clone());
     crate::recovery::spawn(
         node.clone(),
         std::time::Duration::from_secs(config.checkout_timeout_secs),

@@ -125,6 +125,14 @@ impl CatalogIndex {
             .filter(|s| s.details.is_some())
     }
 
+    /// Every created product, in no particular order.
+    pub fn products(&self) -> impl Iterator<Item = (&str, &ProductState)> {
+        self.products
+            .iter()
+            .filter(|(_, e)| e.state.details.is_some())
+            .map(|(id, e)| (id.as_str(), &e.state))
+    }
+
     pub fn len(&self) -> usize {
         self.products.len()
     }

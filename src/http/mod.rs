@@ -31,6 +31,7 @@ pub fn configure(
             .route("/readyz", web::get().to(ops::readyz))
             .route("/metrics", web::get().to(ops::metrics))
             .route("/api/v1/openapi.json", web::get().to(openapi::serve))
+            .route("/api/v1/ws", web::get().to(crate::live::socket::connect))
             .service(
                 web::scope("/api/v1")
                     .configure(crate::auth::routes::routes)

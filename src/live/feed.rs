@@ -1,0 +1,321 @@
+//! The feed: turns each durable change into the messages of the topics it concerns, in
+//! the order the changes became durable, rendering each message once for all sockets.
+
+use std::time::Duration;
+
+use actix_web::web;
+use ecommesh_actors::entities::order::{OrderEvent, OrderState};
+use ecommesh_actors::entities::product::ProductEvent;
+use ecommesh_actors::entities::{Cart, Order, Product};
+use ecommesh_actors::{Committed, Entity, Money, Reply};
+use ecommesh_persistence::now_ms;
+use tokio::sync::mpsc;
+
+use super::hub::Frame;
+use super::protocol::{cart_channel, orders_channel, product_channel, Update};
+use super::sales::{Sale, SaleLine};
+use super::{Change, LowStock};
+use crate::http::products::{self, MoneyJson};
+use crate::node::Node;
+
+/// Starts the feed and the per-second sales ticker. Call once, after the catalog
+/// projection has caught up (it seeds the low-stock list).
+pub fn spawn(node: web::Data<Node>) {
+    let Some(changes) = node.live.take_changes() else {
+        return;
+    };
+    seed_low_stock(&node);
+    actix_web::rt::spawn(run(node.clone(), changes));
+    actix_web::rt::spawn(tick(node));
+}
+
+fn seed_low_stock(node: &Node) {
+    let threshold = node.live_settings.low_stock_threshold;
+    let now = now_ms();
+    let catalog = node.catalog.read();
+    let mut low = node.live.low_stock.lock();
+    for (id, state) in catalog.products() {
+        let (Some(d), false) = (&state.details, state.archived) else {
+            continue;
+        };
+        let available = state.available_at(now);
+        if available <= threshold {
+            low.insert(
+                id.to_owned(),
+                LowStock {
+                    product_id: id.to_owned(),
+                    name: d.name.clone(),
+                    available,
+                    threshold,
+                    seq: 0,
+                },
+            );
+        }
+    }
+}
+
+async fn run(node: web::Data<Node>, mut changes: mpsc::UnboundedReceiver<Change>) {
+    while let Some(change) = changes.recv().await {
+        match change {
+            Change::Product(c) => product(&node, &c),
+            Change::Cart(c) => cart(&node, c).await,
+            Change::Order(c) => order(&node, &c).await,
+        }
+    }
+}
+
+/// Closes a second of sales every second and tells the dashboards.
+async fn tick(node: web::Data<Node>) {
+    let mut every = actix_web::rt::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let tick = node.live.sales.lock().tick(now_ms() / 1000);
+        let text = Update {
+            kind: "update",
+            topic: "admin:sales",
+            event: "tick",
+            id: None,
+            seq: tick.seq,
+            prev_seq: None,
+            data: &tick,
+        }
+        .render();
+        node.live.hub.publish(
+            "admin:sales",
+            Frame {
+                entity: None,
+                seq: tick.seq,
+                text,
+            },
+        );
+        if tick.seq.is_multiple_of(30) {
+            node.live.hub.prune();
+        }
+    }
+}
+
+fn event_names<E: Entity>(events: &[E::Event]) -> String {
+    let names: Vec<&str> = events.iter().map(E::event_type).collect();
+    names.join(",")
+}
+
+fn frame<E: Entity>(c: &Committed<E>, text: bytestring::ByteString) -> Frame {
+    Frame {
+        entity: Some(c.id.as_ref().into()),
+        seq: c.seq,
+        text,
+    }
+}
+
+fn product(node: &Node, c: &Committed<Product>) {
+    let id: &str = &c.id;
+    let now = now_ms();
+    let view = products::view(id, &c.state, now);
+    let event = event_names::<Product>(&c.events);
+    let hub = &node.live.hub;
+    let channel = product_channel(id);
+    if hub.has_subscribers(&channel) {
+        let text = Update {
+            kind: "update",
+            topic: &channel,
+            event: &event,
+            id: Some(id),
+            seq: c.seq,
+            prev_seq: Some(c.prev_seq),
+            data: &view,
+        }
+        .render();
+        hub.publish(&channel, frame(c, text));
+    }
+    let listed = c.events.iter().any(|e| {
+        matches!(
+            e,
+            ProductEvent::Created { .. } | ProductEvent::Updated(_) | ProductEvent::Archived
+        )
+    });
+    if listed && hub.has_subscribers("catalog") {
+        let text = Update {
+            kind: "update",
+            topic: "catalog",
+            event: &event,
+            id: Some(id),
+            seq: c.seq,
+            prev_seq: Some(c.prev_seq),
+            data: &view,
+        }
+        .render();
+        hub.publish("catalog", frame(c, text));
+    }
+    low_stock(node, c, now);
+}
+
+/// Reports a product that falls to the threshold or below (and each change while it is
+/// there), and once more when it leaves the list (restocked or archived).
+fn low_stock(node: &Node, c: &Committed<Product>, now: u64) {
+    let Some(d) = &c.state.details else { return };
+    let threshold = node.live_settings.low_stock_threshold;
+    let available = c.state.available_at(now);
+    let low = !c.state.archived && available <= threshold;
+    let mut list = node.live.low_stock.lock();
+    let known = list.get(c.id.as_ref()).map(|l| l.available);
+    let entry = LowStock {
+        product_id: c.id.to_string(),
+        name: d.name.clone(),
+        available,
+        threshold,
+        seq: c.seq,
+    };
+    let event = match (low, known) {
+        (true, Some(before)) if before == available => return,
+        (true, _) => {
+            list.insert(entry.product_id.clone(), entry.clone());
+            "low_stock"
+        }
+        (false, Some(_)) => {
+            list.remove(c.id.as_ref());
+            "stock_ok"
+        }
+        (false, None) => return,
+    };
+    drop(list);
+    let text = Update {
+        kind: "update",
+        topic: "admin:stock",
+        event,
+        id: Some(&c.id),
+        seq: c.seq,
+        prev_seq: Some(c.prev_seq),
+        data: &entry,
+    }
+    .render();
+    node.live.hub.publish("admin:stock", frame(c, text));
+}
+
+/// Tells a channel's subscribers to subscribe again because an update could not be
+/// rendered: a client is never left silently behind.
+fn resync(node: &Node, channel: &str, topic: &str, why: &str) {
+    tracing::warn!(channel, why, "live update not rendered; subscribers told to resync");
+    let text = serde_json::json!({
+        "type": "resync",
+        "topic": topic,
+        "message": format!("an update could not be sent ({why}); subscribe again"),
+    })
+    .to_string();
+    node.live.hub.publish(
+        channel,
+        Frame {
+            entity: None,
+            seq: 0,
+            text: text.into(),
+        },
+    );
+}
+
+async fn cart(node: &Node, c: Committed<Cart>) {
+    let channel = cart_channel(&c.id);
+    if !node.live.hub.has_subscribers(&channel) {
+        return;
+    }
+    let event = event_names::<Cart>(&c.events);
+    let reply = Reply {
+        seq: c.seq,
+        state: c.state.clone(),
+    };
+    match crate::http::carts::view(node, reply).await {
+        Ok(view) => {
+            let text = Update {
+                kind: "update",
+                topic: "cart",
+                event: &event,
+                id: None,
+                seq: c.seq,
+                prev_seq: Some(c.prev_seq),
+                data: &view,
+            }
+            .render();
+            node.live.hub.publish(&channel, frame(&c, text));
+        }
+        Err(e) => resync(node, &channel, "cart", &e.detail),
+    }
+}
+
+async fn order(node: &Node, c: &Committed<Order>) {
+    let id: &str = &c.id;
+    let event = event_names::<Order>(&c.events);
+    let channel = orders_channel(&c.state.customer_id);
+    if node.live.hub.has_subscribers(&channel) {
+        match crate::http::orders::order_view(node, id, &c.state).await {
+            Ok(view) => {
+                let text = Update {
+                    kind: "update",
+                    topic: "orders",
+                    event: &event,
+                    id: Some(id),
+                    seq: c.seq,
+                    prev_seq: Some(c.prev_seq),
+                    data: &view,
+                }
+                .render();
+                node.live.hub.publish(&channel, frame(c, text));
+            }
+            Err(e) => resync(node, &channel, "orders", &e.detail),
+        }
+    }
+    for e in &c.events {
+        let (kind, amount) = match e {
+            OrderEvent::Paid { .. } => ("paid", c.state.total),
+            OrderEvent::Cancelled { .. } => ("cancelled", c.state.total),
+            OrderEvent::Refunded { amount, .. } => ("refunded", Some(*amount)),
+            _ => continue,
+        };
+        let sale = sale(node, id, &c.state, kind, amount, c.seq, c.at_ms);
+        node.live.sales.lock().record(&sale);
+        let text = Update {
+            kind: "update",
+            topic: "admin:sales",
+            event: kind,
+            id: Some(id),
+            seq: c.seq,
+            prev_seq: Some(c.prev_seq),
+            data: &sale,
+        }
+        .render();
+        node.live.hub.publish("admin:sales", frame(c, text));
+    }
+}
+
+fn sale(
+    node: &Node,
+    id: &str,
+    o: &OrderState,
+    kind: &'static str,
+    amount: Option<Money>,
+    seq: u64,
+    at_ms: u64,
+) -> Sale {
+    let catalog = node.catalog.read();
+    let lines: Vec<SaleLine> = o
+        .lines
+        .iter()
+        .map(|l| SaleLine {
+            product_id: l.product_id.clone(),
+            name: catalog
+                .get(&l.product_id)
+                .and_then(|p| p.details.as_ref())
+                .map(|d| d.name.clone())
+                .unwrap_or_default(),
+            quantity: l.quantity,
+        })
+        .collect();
+    Sale {
+        order_id: id.to_owned(),
+        customer_id: o.customer_id.clone(),
+        kind,
+        amount: MoneyJson::from_money(amount.unwrap_or(Money::new(0, node.currency))),
+        items: lines.iter().map(|l| l.quantity as u64).sum(),
+        lines,
+        at: products::rfc3339(at_ms),
+        seq,
+    }
+}

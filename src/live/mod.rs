@@ -1,0 +1,102 @@
+//! Live updates: durable changes of products, carts and orders, streamed to websocket
+//! clients as they happen.
+//!
+//! The path of a change: the shard's observer hands it, once durable, to one channel;
+//! the [`feed`] renders it once per topic and publishes it on the [`hub`]; every
+//! [`socket`] subscribed to that topic forwards the same bytes to its client. Producers
+//! never wait for clients: a socket that cannot keep up is closed, never waited for.
+
+pub mod feed;
+pub mod hub;
+pub mod protocol;
+pub mod sales;
+pub mod snapshot;
+pub mod socket;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ecommesh_actors::entities::{Cart, Order, Product};
+use ecommesh_actors::{Committed, Currency, Entity, Observer};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use hub::Hub;
+use sales::SalesBoard;
+
+/// A durable change of an entity kind that clients watch.
+pub enum Change {
+    Product(Committed<Product>),
+    Cart(Committed<Cart>),
+    Order(Committed<Order>),
+}
+
+/// Websocket and live-update settings (see `config/ecommesh.toml`).
+#[derive(Debug, Clone, Copy)]
+pub struct LiveSettings {
+    pub heartbeat: Duration,
+    pub idle_timeout: Duration,
+    pub send_buffer: usize,
+    pub max_subscriptions: usize,
+    pub low_stock_threshold: u64,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        LiveSettings {
+            heartbeat: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+            send_buffer: 1024,
+            max_subscriptions: 256,
+            low_stock_threshold: 5,
+        }
+    }
+}
+
+/// A product low on stock, as `admin:stock` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LowStock {
+    pub product_id: String,
+    pub name: String,
+    pub available: u64,
+    pub threshold: u64,
+    /// The product's sequence number when this was last reported.
+    pub seq: u64,
+}
+
+/// The live-update state of a node.
+pub struct Live {
+    pub hub: Hub,
+    pub sales: Mutex<SalesBoard>,
+    pub low_stock: Mutex<BTreeMap<String, LowStock>>,
+    changes: mpsc::UnboundedSender<Change>,
+    /// Taken by the feed when it starts.
+    pending: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
+}
+
+impl Live {
+    pub fn new(currency: Currency) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Live {
+            hub: Hub::default(),
+            sales: Mutex::new(SalesBoard::new(currency)),
+            low_stock: Mutex::new(BTreeMap::new()),
+            changes: tx,
+            pending: Mutex::new(Some(rx)),
+        }
+    }
+
+    /// An observer that hands every durable change of `E` to the feed. It only queues,
+    /// so the group-commit thread it runs on is never held up. Changes made before the
+    /// feed starts (seeding, recovery) wait for it in the queue.
+    pub fn observer<E: Entity>(&self, wrap: fn(Committed<E>) -> Change) -> Observer<E> {
+        let tx = self.changes.clone();
+        std::sync::Arc::new(move |c| {
+            let _ = tx.send(wrap(c));
+        })
+    }
+
+    fn take_changes(&self) -> Option<mpsc::UnboundedReceiver<Change>> {
+        self.pending.lock().take()
+    }
+}

@@ -1,0 +1,373 @@
+//! One websocket connection: its subscriptions, its bounded send buffer, heartbeat and
+//! idle timeout.
+//!
+//! Three parts per connection: the controller (this file's loop) reads the client's
+//! messages and its subscriptions' frames; a writer task drains the send buffer into the
+//! socket. The controller never waits for the writer: it only `try_send`s, so a client
+//! that reads too slowly fills its own buffer and is closed, and nobody else notices.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
+use bytestring::ByteString;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamMap;
+
+use super::hub::Frame;
+use super::protocol::{
+    Access, ClientMessage, ServerMessage, Topic, PROTOCOL_VERSION, TOPICS,
+};
+use crate::auth::extract::Caller;
+use crate::node::Node;
+
+/// Largest message a client may send; every valid one is far smaller.
+const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// How long a closing socket may take to take its close frame before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// `GET /api/v1/ws`: upgrades to a websocket speaking the protocol in `docs/websocket.md`.
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    node: web::Data<Node>,
+) -> actix_web::Result<HttpResponse> {
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let stream = stream
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_CLIENT_MESSAGE);
+    actix_web::rt::spawn(async move {
+        metrics::gauge!("ecommesh_ws_connections").increment(1.0);
+        Connection::new(node, session).run(stream).await;
+        metrics::gauge!("ecommesh_ws_connections").decrement(1.0);
+    });
+    Ok(response)
+}
+
+enum Out {
+    Text(ByteString),
+    Ping,
+    Pong(web::Bytes),
+    Close(CloseReason),
+}
+
+struct Subscription {
+    topic: Topic,
+    /// Per entity, the sequence number its snapshot showed: frames up to it are skipped.
+    shown: HashMap<Box<str>, u64>,
+}
+
+struct Connection {
+    node: web::Data<Node>,
+    caller: Option<(Caller, u64)>,
+    subs: HashMap<String, Subscription>,
+    frames: StreamMap<String, BroadcastStream<Frame>>,
+    out: mpsc::Sender<Out>,
+    out_rx: Option<mpsc::Receiver<Out>>,
+    session: Session,
+    /// Set when the send buffer overflowed: the connection is closed as a slow consumer.
+    overflowed: bool,
+}
+
+fn reason(code: CloseCode, text: &str) -> CloseReason {
+    CloseReason {
+        code,
+        description: Some(text.to_owned()),
+    }
+}
+
+impl Connection {
+    fn new(node: web::Data<Node>, session: Session) -> Self {
+        let (out, out_rx) = mpsc::channel(node.live_settings.send_buffer);
+        Connection {
+            node,
+            caller: None,
+            subs: HashMap::new(),
+            frames: StreamMap::new(),
+            out,
+            out_rx: Some(out_rx),
+            session,
+            overflowed: false,
+        }
+    }
+
+    /// Queues a message; a full buffer marks the client as too slow.
+    fn send(&mut self, out: Out) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(out) {
+            self.overflowed = true;
+        }
+    }
+
+    fn reply(&mut self, msg: ServerMessage<'_>) {
+        self.send(Out::Text(msg.render()));
+    }
+
+    fn error(&mut self, code: &'static str, message: String, topic: Option<&str>) {
+        self.reply(ServerMessage::Error {
+            code,
+            message,
+            topic,
+        });
+    }
+
+    async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream) {
+        let writer = actix_web::rt::spawn(write(
+            self.session.clone(),
+            self.out_rx.take().expect("taken once"),
+        ));
+        let settings = self.node.live_settings;
+        self.reply(ServerMessage::Welcome {
+            protocol: PROTOCOL_VERSION,
+            heartbeat_secs: settings.heartbeat.as_secs(),
+            idle_timeout_secs: settings.idle_timeout.as_secs(),
+            send_buffer: settings.send_buffer,
+            topics: TOPICS,
+        });
+        let mut heartbeat = actix_web::rt::time::interval(settings.heartbeat);
+        heartbeat.tick().await;
+        let mut last_heard = Instant::now();
+        let close = loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    last_heard = Instant::now();
+                    match msg {
+                        None => break None,
+                        Some(Ok(AggregatedMessage::Text(text))) => self.on_text(&text).await,
+                        Some(Ok(AggregatedMessage::Binary(_))) => self.error(
+                            "malformed",
+                            "binary messages are not understood; send JSON text".into(),
+                            None,
+                        ),
+                        Some(Ok(AggregatedMessage::Ping(b))) => self.send(Out::Pong(b)),
+                        Some(Ok(AggregatedMessage::Pong(_))) => {}
+                        Some(Ok(AggregatedMessage::Close(_))) => {
+                            break Some(reason(CloseCode::Normal, "goodbye"))
+                        }
+                        Some(Err(e)) => {
+                            break Some(reason(CloseCode::Protocol, &format!("protocol error: {e}")))
+                        }
+                    }
+                }
+                Some((channel, frame)) = self.frames.next(), if !self.frames.is_empty() => {
+                    match frame {
+                        Ok(frame) => self.forward(&channel, frame),
+                        Err(_lagged) => self.overflowed = true,
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > settings.idle_timeout {
+                        break Some(reason(CloseCode::Normal, "idle timeout: nothing heard from the client"));
+                    }
+                    self.expire();
+                    self.send(Out::Ping);
+                }
+            }
+            if self.overflowed {
+                break Some(self.slow_consumer());
+            }
+        };
+        drop(self.frames);
+        if self.overflowed {
+            // The writer may be stuck on a full socket: stop it, drop what is queued, and
+            // give the close frame a moment to get through before letting go.
+            writer.abort();
+            metrics::counter!("ecommesh_ws_slow_consumer_closes_total").increment(1);
+            let _ = tokio::time::timeout(CLOSE_GRACE, self.session.close(close)).await;
+            return;
+        }
+        if let Some(r) = close {
+            let _ = self.out.try_send(Out::Close(r));
+        }
+        drop(self.out);
+        if tokio::time::timeout(CLOSE_GRACE, writer).await.is_err() {
+            tracing::debug!("websocket writer did not finish in time");
+        }
+    }
+
+    fn slow_consumer(&self) -> CloseReason {
+        reason(
+            CloseCode::Policy,
+            &format!(
+                "slow consumer: more than {} messages waiting; reconnect and re-subscribe",
+                self.node.live_settings.send_buffer
+            ),
+        )
+    }
+
+    /// Sends a frame on, unless the subscriber's snapshot already showed it.
+    fn forward(&mut self, channel: &str, frame: Frame) {
+        if let (Some(sub), Some(entity)) = (self.subs.get_mut(channel), &frame.entity) {
+            if let Some(&shown) = sub.shown.get(entity) {
+                if frame.seq <= shown {
+                    return;
+                }
+                sub.shown.remove(entity);
+            }
+        }
+        metrics::counter!("ecommesh_ws_messages_sent_total").increment(1);
+        self.send(Out::Text(frame.text));
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        let msg = match serde_json::from_str::<ClientMessage>(text) {
+            Ok(m) => m,
+            Err(e) => {
+                return self.error(
+                    "malformed",
+                    format!("not a valid message: {e}; expected e.g. {{\"type\":\"subscribe\",\"topic\":\"catalog\"}}"),
+                    None,
+                )
+            }
+        };
+        match msg {
+            ClientMessage::Auth { token } => self.auth(&token),
+            ClientMessage::Subscribe { topic } => self.subscribe(&topic).await,
+            ClientMessage::Unsubscribe { topic } => self.unsubscribe(&topic),
+            ClientMessage::Ping => self.reply(ServerMessage::Pong),
+        }
+    }
+
+    fn auth(&mut self, token: &str) {
+        let claims = match self.node.auth.tokens.verify(token.trim(), "access") {
+            Ok(c) => c,
+            Err(e) => return self.error("unauthorized", format!("invalid access token: {e}"), None),
+        };
+        if let Some((before, _)) = &self.caller {
+            if before.id != claims.sub {
+                return self.error(
+                    "forbidden",
+                    "this connection is signed in as someone else; open a new one".into(),
+                    None,
+                );
+            }
+        }
+        let caller = Caller {
+            id: claims.sub,
+            role: claims.role,
+            session: claims.fam,
+        };
+        self.reply(ServerMessage::Authenticated {
+            customer_id: &caller.id,
+            role: &caller.role,
+            expires_at: claims.exp,
+        });
+        self.caller = Some((caller, claims.exp));
+    }
+
+    /// Ends private subscriptions once the token they were made with has expired.
+    fn expire(&mut self) {
+        let Some((_, exp)) = &self.caller else { return };
+        if *exp > ecommesh_persistence::now_ms() / 1000 {
+            return;
+        }
+        self.caller = None;
+        let private: Vec<String> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.topic.access() != Access::Public)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for channel in private {
+            self.subs.remove(&channel);
+            self.frames.remove(&channel);
+        }
+        self.error(
+            "token_expired",
+            "the access token expired: private subscriptions ended; send a fresh token and subscribe again".into(),
+            None,
+        );
+    }
+
+    async fn subscribe(&mut self, name: &str) {
+        let topic = match Topic::parse(name) {
+            Ok(t) => t,
+            Err(e) => return self.error("unknown_topic", e, Some(name)),
+        };
+        let caller = self.caller.as_ref().map(|(c, _)| c.clone());
+        match (topic.access(), &caller) {
+            (Access::SignedIn | Access::Admin, None) => {
+                return self.error(
+                    "unauthorized",
+                    format!("{name} needs a signed-in connection: send {{\"type\":\"auth\",\"token\":\"<access token>\"}} first"),
+                    Some(name),
+                )
+            }
+            (Access::Admin, Some(c)) if !c.is_admin() => {
+                return self.error("forbidden", format!("{name} needs the admin role"), Some(name))
+            }
+            _ => {}
+        }
+        let channel = topic.channel(caller.as_ref().map(|c| c.id.as_str()));
+        if self.subs.len() >= self.node.live_settings.max_subscriptions
+            && !self.subs.contains_key(&channel)
+        {
+            return self.error(
+                "too_many_subscriptions",
+                format!(
+                    "at most {} topics per connection; unsubscribe from one first",
+                    self.node.live_settings.max_subscriptions
+                ),
+                Some(name),
+            );
+        }
+        // Listen first, then read the state: nothing that happens in between is missed,
+        // and frames the snapshot already covers are skipped by sequence number.
+        let rx = self.node.live.hub.subscribe(&channel);
+        let snapshot =
+            super::snapshot::of(&self.node, &topic, caller.as_ref().map(|c| c.id.as_str()))
+                .await;
+        match snapshot {
+            Ok(snap) => {
+                self.frames.insert(channel.clone(), BroadcastStream::new(rx));
+                self.subs.insert(
+                    channel,
+                    Subscription {
+                        topic,
+                        shown: snap.shown,
+                    },
+                );
+                self.reply(ServerMessage::Snapshot {
+                    topic: name,
+                    seq: snap.seq,
+                    data: snap.data,
+                });
+            }
+            Err(e) => self.error(e.code, e.detail, Some(name)),
+        }
+    }
+
+    fn unsubscribe(&mut self, name: &str) {
+        let topic = match Topic::parse(name) {
+            Ok(t) => t,
+            Err(e) => return self.error("unknown_topic", e, Some(name)),
+        };
+        let channel = topic.channel(self.caller.as_ref().map(|(c, _)| c.id.as_str()));
+        if self.subs.remove(&channel).is_none() {
+            return self.error("not_subscribed", format!("not subscribed to {name}"), Some(name));
+        }
+        self.frames.remove(&channel);
+        self.reply(ServerMessage::Unsubscribed { topic: name });
+    }
+}
+
+/// Drains the send buffer into the socket, in order.
+async fn write(mut session: Session, mut out: mpsc::Receiver<Out>) {
+    while let Some(msg) = out.recv().await {
+        let sent = match msg {
+            Out::Text(t) => session.text(t).await,
+            Out::Ping => session.ping(b"").await,
+            Out::Pong(b) => session.pong(&b).await,
+            Out::Close(r) => {
+                let _ = session.close(Some(r)).await;
+                return;
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
