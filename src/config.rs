@@ -347,12 +347,22 @@ impl Config {
             24 * 3600,
         )?;
         range("ws_heartbeat_secs", self.ws_heartbeat_secs, 1, 3600)?;
-        range("ws_idle_timeout_secs", self.ws_idle_timeout_secs, 2, 24 * 3600)?;
+        range(
+            "ws_idle_timeout_secs",
+            self.ws_idle_timeout_secs,
+            2,
+            24 * 3600,
+        )?;
         if self.ws_idle_timeout_secs <= self.ws_heartbeat_secs {
             bail!("invalid configuration: `ws_idle_timeout_secs` must be longer than `ws_heartbeat_secs`, or idle clients that answer every ping are closed");
         }
         range("ws_send_buffer", self.ws_send_buffer, 1, 1_000_000)?;
-        range("ws_max_subscriptions", self.ws_max_subscriptions, 1, 100_000)?;
+        range(
+            "ws_max_subscriptions",
+            self.ws_max_subscriptions,
+            1,
+            100_000,
+        )?;
         if self.data_dir.as_os_str().is_empty() {
             bail!("invalid configuration: `data_dir` must not be empty");
         }

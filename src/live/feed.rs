@@ -195,7 +195,11 @@ fn low_stock(node: &Node, c: &Committed<Product>, now: u64) {
 /// Tells a channel's subscribers to subscribe again because an update could not be
 /// rendered: a client is never left silently behind.
 fn resync(node: &Node, channel: &str, topic: &str, why: &str) {
-    tracing::warn!(channel, why, "live update not rendered; subscribers told to resync");
+    tracing::warn!(
+        channel,
+        why,
+        "live update not rendered; subscribers told to resync"
+    );
     let text = serde_json::json!({
         "type": "resync",
         "topic": topic,
@@ -269,7 +273,7 @@ async fn order(node: &Node, c: &Committed<Order>) {
             OrderEvent::Refunded { amount, .. } => ("refunded", Some(*amount)),
             _ => continue,
         };
-        let sale = sale(node, id, &c.state, kind, amount, c.seq, c.at_ms);
+        let sale = sale(node, id, &c.state, kind, amount, c.seq, c.at_ms).await;
         node.live.sales.lock().record(&sale);
         let text = Update {
             kind: "update",
@@ -285,7 +289,7 @@ async fn order(node: &Node, c: &Committed<Order>) {
     }
 }
 
-fn sale(
+async fn sale(
     node: &Node,
     id: &str,
     o: &OrderState,
@@ -294,20 +298,14 @@ fn sale(
     seq: u64,
     at_ms: u64,
 ) -> Sale {
-    let catalog = node.catalog.read();
-    let lines: Vec<SaleLine> = o
-        .lines
-        .iter()
-        .map(|l| SaleLine {
+    let mut lines = Vec::with_capacity(o.lines.len());
+    for l in &o.lines {
+        lines.push(SaleLine {
             product_id: l.product_id.clone(),
-            name: catalog
-                .get(&l.product_id)
-                .and_then(|p| p.details.as_ref())
-                .map(|d| d.name.clone())
-                .unwrap_or_default(),
+            name: product_name(node, &l.product_id).await,
             quantity: l.quantity,
-        })
-        .collect();
+        });
+    }
     Sale {
         order_id: id.to_owned(),
         customer_id: o.customer_id.clone(),
@@ -317,5 +315,26 @@ fn sale(
         lines,
         at: products::rfc3339(at_ms),
         seq,
+    }
+}
+
+/// A product's name from the catalog, or from the product itself when the catalog has not
+/// caught up with it yet.
+async fn product_name(node: &Node, id: &str) -> String {
+    let known = node
+        .catalog
+        .read()
+        .get(id)
+        .and_then(|p| p.details.as_ref())
+        .map(|d| d.name.clone());
+    match known {
+        Some(name) => name,
+        None => node
+            .products
+            .read(id.to_owned())
+            .await
+            .ok()
+            .and_then(|r| r.state.details.map(|d| d.name))
+            .unwrap_or_default(),
     }
 }

@@ -10,9 +10,15 @@ pub const PROTOCOL_VERSION: u32 = 1;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// Signs the connection in with an access token (again before it expires to extend).
-    Auth { token: String },
-    Subscribe { topic: String },
-    Unsubscribe { topic: String },
+    Auth {
+        token: String,
+    },
+    Subscribe {
+        topic: String,
+    },
+    Unsubscribe {
+        topic: String,
+    },
     /// An application-level ping, for clients that cannot see websocket pings.
     Ping,
 }
@@ -189,7 +195,10 @@ mod tests {
         assert!(Topic::parse("product:").is_err());
         assert!(Topic::parse("product:a/b").is_err());
         let e = Topic::parse("prices").unwrap_err();
-        assert!(e.contains("unknown topic") && e.contains("admin:stock"), "{e}");
+        assert!(
+            e.contains("unknown topic") && e.contains("admin:stock"),
+            "{e}"
+        );
         assert_eq!(Topic::Cart.channel(Some("c-1")), "cart:c-1");
     }
 

@@ -135,7 +135,11 @@ impl SalesBoard {
         let b = std::mem::take(&mut self.current);
         self.ticks += 1;
         let mut window: HashMap<&str, u64> = HashMap::new();
-        for (_, units) in self.closed.iter().skip(self.closed.len().saturating_sub(WINDOW_SECS - 1)) {
+        for (_, units) in self
+            .closed
+            .iter()
+            .skip(self.closed.len().saturating_sub(WINDOW_SECS - 1))
+        {
             for (p, n) in units {
                 *window.entry(p).or_default() += n;
             }

@@ -18,9 +18,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamMap;
 
 use super::hub::Frame;
-use super::protocol::{
-    Access, ClientMessage, ServerMessage, Topic, PROTOCOL_VERSION, TOPICS,
-};
+use super::protocol::{Access, ClientMessage, ServerMessage, Topic, PROTOCOL_VERSION, TOPICS};
 use crate::auth::extract::Caller;
 use crate::node::Node;
 
@@ -234,7 +232,9 @@ impl Connection {
     fn auth(&mut self, token: &str) {
         let claims = match self.node.auth.tokens.verify(token.trim(), "access") {
             Ok(c) => c,
-            Err(e) => return self.error("unauthorized", format!("invalid access token: {e}"), None),
+            Err(e) => {
+                return self.error("unauthorized", format!("invalid access token: {e}"), None)
+            }
         };
         if let Some((before, _)) = &self.caller {
             if before.id != claims.sub {
@@ -318,11 +318,11 @@ impl Connection {
         // and frames the snapshot already covers are skipped by sequence number.
         let rx = self.node.live.hub.subscribe(&channel);
         let snapshot =
-            super::snapshot::of(&self.node, &topic, caller.as_ref().map(|c| c.id.as_str()))
-                .await;
+            super::snapshot::of(&self.node, &topic, caller.as_ref().map(|c| c.id.as_str())).await;
         match snapshot {
             Ok(snap) => {
-                self.frames.insert(channel.clone(), BroadcastStream::new(rx));
+                self.frames
+                    .insert(channel.clone(), BroadcastStream::new(rx));
                 self.subs.insert(
                     channel,
                     Subscription {
@@ -347,7 +347,11 @@ impl Connection {
         };
         let channel = topic.channel(self.caller.as_ref().map(|(c, _)| c.id.as_str()));
         if self.subs.remove(&channel).is_none() {
-            return self.error("not_subscribed", format!("not subscribed to {name}"), Some(name));
+            return self.error(
+                "not_subscribed",
+                format!("not subscribed to {name}"),
+                Some(name),
+            );
         }
         self.frames.remove(&channel);
         self.reply(ServerMessage::Unsubscribed { topic: name });
