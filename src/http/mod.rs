@@ -8,6 +8,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod products;
+pub mod ui;
 
 use std::time::Instant;
 
@@ -32,6 +33,7 @@ pub fn configure(
             .route("/metrics", web::get().to(ops::metrics))
             .route("/api/v1/openapi.json", web::get().to(openapi::serve))
             .route("/api/v1/ws", web::get().to(crate::live::socket::connect))
+            .configure(ui::routes)
             .service(
                 web::scope("/api/v1")
                     .configure(crate::auth::routes::routes)

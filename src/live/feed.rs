@@ -70,7 +70,8 @@ async fn tick(node: web::Data<Node>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let tick = node.live.sales.lock().tick(now_ms() / 1000);
+        let mut board = node.live.sales.lock();
+        let tick = board.tick(now_ms() / 1000);
         let text = Update {
             kind: "update",
             topic: "admin:sales",
@@ -89,6 +90,7 @@ async fn tick(node: web::Data<Node>) {
                 text,
             },
         );
+        drop(board);
         if tick.seq.is_multiple_of(30) {
             node.live.hub.prune();
         }
@@ -274,7 +276,10 @@ async fn order(node: &Node, c: &Committed<Order>) {
             _ => continue,
         };
         let sale = sale(node, id, &c.state, kind, amount, c.seq, c.at_ms).await;
-        node.live.sales.lock().record(&sale);
+        // Recorded and published under one lock, as ticks are: a sale's message always
+        // comes before the first tick that counts it.
+        let mut board = node.live.sales.lock();
+        board.record(&sale);
         let text = Update {
             kind: "update",
             topic: "admin:sales",
@@ -286,6 +291,7 @@ async fn order(node: &Node, c: &Committed<Order>) {
         }
         .render();
         node.live.hub.publish("admin:sales", frame(c, text));
+        drop(board);
     }
 }
 
