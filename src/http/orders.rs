@@ -256,6 +256,8 @@ pub async fn sales_summary(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderLineView {
     pub product_id: String,
+    /// The product's current name.
+    pub name: String,
     pub quantity: u32,
     pub unit_price: MoneyJson,
     pub line_total: MoneyJson,
@@ -312,24 +314,25 @@ pub async fn order_view(node: &Node, id: &str, o: &OrderState) -> Result<OrderVi
         charge_id: p.charge_id().map(str::to_owned),
         refunded: MoneyJson::from_money(ecommesh_actors::Money::new(p.refunded, total.currency)),
     });
+    let mut lines = Vec::with_capacity(o.lines.len());
+    for l in &o.lines {
+        lines.push(OrderLineView {
+            product_id: l.product_id.clone(),
+            name: crate::catalog::product_name(node, &l.product_id).await,
+            quantity: l.quantity,
+            unit_price: MoneyJson::from_money(l.unit_price),
+            line_total: MoneyJson::from_money(
+                l.unit_price
+                    .checked_mul(l.quantity as u64)
+                    .unwrap_or(l.unit_price),
+            ),
+        });
+    }
     Ok(OrderView {
         id: id.to_owned(),
         customer_id: o.customer_id.clone(),
         status: o.status,
-        lines: o
-            .lines
-            .iter()
-            .map(|l| OrderLineView {
-                product_id: l.product_id.clone(),
-                quantity: l.quantity,
-                unit_price: MoneyJson::from_money(l.unit_price),
-                line_total: MoneyJson::from_money(
-                    l.unit_price
-                        .checked_mul(l.quantity as u64)
-                        .unwrap_or(l.unit_price),
-                ),
-            })
-            .collect(),
+        lines,
         total: MoneyJson::from_money(total),
         shipping_address: o.checkout.as_ref().map(|c| c.shipping.clone().into()),
         payment,

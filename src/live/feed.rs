@@ -308,7 +308,7 @@ async fn sale(
     for l in &o.lines {
         lines.push(SaleLine {
             product_id: l.product_id.clone(),
-            name: product_name(node, &l.product_id).await,
+            name: crate::catalog::product_name(node, &l.product_id).await,
             quantity: l.quantity,
         });
     }
@@ -321,26 +321,5 @@ async fn sale(
         lines,
         at: products::rfc3339(at_ms),
         seq,
-    }
-}
-
-/// A product's name from the catalog, or from the product itself when the catalog has not
-/// caught up with it yet.
-async fn product_name(node: &Node, id: &str) -> String {
-    let known = node
-        .catalog
-        .read()
-        .get(id)
-        .and_then(|p| p.details.as_ref())
-        .map(|d| d.name.clone());
-    match known {
-        Some(name) => name,
-        None => node
-            .products
-            .read(id.to_owned())
-            .await
-            .ok()
-            .and_then(|r| r.state.details.map(|d| d.name))
-            .unwrap_or_default(),
     }
 }

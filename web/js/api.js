@@ -15,7 +15,9 @@ export class ApiError extends Error {
 
 function describe(status, problem) {
   if (!problem) return `The server answered ${status}.`;
-  let text = problem.detail || problem.title || `The server answered ${status}.`;
+  let text = problem.detail || problem.title || `The server answered ${status}`;
+  text = text.charAt(0).toUpperCase() + text.slice(1);
+  if (!/[.!?]$/.test(text)) text += ".";
   if (Array.isArray(problem.errors) && problem.errors.length) {
     text += " " + problem.errors.map((e) => `${e.field}: ${e.message}.`).join(" ");
   }

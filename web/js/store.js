@@ -400,7 +400,7 @@ function showCheckout() {
           location.hash = `#/orders/${encodeURIComponent(order.id)}`;
         } catch (err) {
           error.textContent =
-            err.status === 402 ? `Payment declined: ${err.message} Choose another card and try again.` : err.message;
+            err.status === 402 ? `${err.message} Choose another card and try again.` : err.message;
           button.disabled = false;
           button.textContent = "Place order";
         }
@@ -459,10 +459,21 @@ function showOrders(one) {
     el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Order"), el("th", {}, "Placed"), el("th", {}, "Total"), el("th", {}, "Status"))), body),
     detail,
   );
+  // Keep the newest version of each order, whichever way it came.
+  const keep = (o) => {
+    const known = orders.get(o.id);
+    if (!known || known.version <= o.version) orders.set(o.id, o);
+  };
   live.subscribe("orders", {
-    onSnapshot: (d) => { orders.clear(); d.orders.forEach((o) => orders.set(o.id, o)); render(); },
-    onUpdate: (m) => { orders.set(m.data.id, m.data); render(); },
+    onSnapshot: (d) => { d.orders.forEach(keep); render(); },
+    onUpdate: (m) => { keep(m.data); render(); },
   });
+  // The order just placed may be newer than the order list the snapshot came from.
+  if (one) {
+    api("GET", `/orders/${encodeURIComponent(one)}`)
+      .then((o) => { keep(o); render(); })
+      .catch((e) => detail.replaceChildren(el("p", { class: "form-error", role: "alert" }, e.message)));
+  }
   leaveView = () => live.unsubscribe("orders");
 }
 
@@ -478,7 +489,7 @@ function orderDetail(o) {
     "section",
     { class: "card" },
     el("h2", {}, "Items"),
-    el("ul", {}, o.lines.map((l) => el("li", {}, `${l.quantity} × ${l.product_id} — ${formatMoney(l.line_total)}`))),
+    el("ul", {}, o.lines.map((l) => el("li", {}, `${l.quantity} × ${l.name || l.product_id} — ${formatMoney(l.line_total)}`))),
     o.tracking_number ? el("p", {}, `Shipped with ${o.carrier}, tracking ${o.tracking_number}`) : null,
     o.cancel_reason ? el("p", {}, `Cancelled: ${o.cancel_reason}`) : null,
     el("h2", {}, "History"),
