@@ -193,6 +193,11 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
 
 /// Runs a node until SIGTERM or SIGINT, then drains, flushes and returns.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    // Every websocket holds a file descriptor: take the most the system allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(open_files = n, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
     let listener = bind(&config)?;
     prepare_data_dir(&config.data_dir)?;
     let store = open_store(&config)?;

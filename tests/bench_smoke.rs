@@ -66,3 +66,29 @@ fn bench_journal_produces_a_consistent_report() {
     );
     assert!(r["state_bytes_per_entity"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn bench_ws_delivers_every_update_to_every_subscriber() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("ws.json");
+    let out = Command::new(common::BIN)
+        .args(["bench", "ws", "--subscribers", "1,50", "--changes", "3"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("machine:"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1]["subscribers"], 50);
+    assert_eq!(runs[1]["delivered"], 150, "{r}");
+    assert_eq!(runs[1]["lost"], 0);
+    assert!(runs[1]["p99_ms"].as_f64().unwrap() >= runs[1]["p50_ms"].as_f64().unwrap());
+}

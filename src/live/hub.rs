@@ -5,6 +5,7 @@
 //! falls behind by more than the channel holds is told it lagged (and its socket closes).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytestring::ByteString;
 use parking_lot::Mutex;
@@ -25,12 +26,13 @@ pub struct Frame {
 
 #[derive(Default)]
 pub struct Hub {
-    topics: Mutex<HashMap<String, broadcast::Sender<Frame>>>,
+    /// Frames are shared, not copied: a receiver's clone is a reference count.
+    topics: Mutex<HashMap<String, broadcast::Sender<Arc<Frame>>>>,
 }
 
 impl Hub {
     /// Subscribes to `topic`, creating its channel on first use.
-    pub fn subscribe(&self, topic: &str) -> broadcast::Receiver<Frame> {
+    pub fn subscribe(&self, topic: &str) -> broadcast::Receiver<Arc<Frame>> {
         let mut topics = self.topics.lock();
         if let Some(tx) = topics.get(topic) {
             return tx.subscribe();
@@ -55,8 +57,11 @@ impl Hub {
         let Some(tx) = topics.get(topic) else {
             return 0;
         };
-        match tx.send(frame) {
-            Ok(n) => n,
+        match tx.send(Arc::new(frame)) {
+            Ok(n) => {
+                metrics::counter!("ecommesh_ws_messages_published_total").increment(n as u64);
+                n
+            }
             Err(_) => {
                 // Everyone left: forget the topic so idle topics cost nothing.
                 topics.remove(topic);

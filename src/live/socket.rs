@@ -1,19 +1,20 @@
 //! One websocket connection: its subscriptions, its bounded send buffer, heartbeat and
 //! idle timeout.
 //!
-//! Three parts per connection: the controller (this file's loop) reads the client's
-//! messages and its subscriptions' frames; a writer task drains the send buffer into the
-//! socket. The controller never waits for the writer: it only `try_send`s, so a client
-//! that reads too slowly fills its own buffer and is closed, and nobody else notices.
+//! One task per connection reads the client's messages and its subscriptions' frames,
+//! queues what is to be sent in a bounded buffer, and writes the buffer's head to the
+//! socket whenever the socket can take it. Nothing ever waits for a client: one that reads
+//! too slowly fills its own buffer and is closed, and nobody else notices. (A separate
+//! writer task would cost one more task wake-up and channel hop per message.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
 use bytestring::ByteString;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamMap;
 
@@ -40,17 +41,17 @@ pub async fn connect(
         .max_continuation_size(MAX_CLIENT_MESSAGE);
     actix_web::rt::spawn(async move {
         metrics::gauge!("ecommesh_ws_connections").increment(1.0);
-        Connection::new(node, session).run(stream).await;
+        Connection::new(node).run(session, stream).await;
         metrics::gauge!("ecommesh_ws_connections").decrement(1.0);
     });
     Ok(response)
 }
 
+#[derive(Clone)]
 enum Out {
     Text(ByteString),
     Ping,
     Pong(web::Bytes),
-    Close(CloseReason),
 }
 
 struct Subscription {
@@ -63,10 +64,9 @@ struct Connection {
     node: web::Data<Node>,
     caller: Option<(Caller, u64)>,
     subs: HashMap<String, Subscription>,
-    frames: StreamMap<String, BroadcastStream<Frame>>,
-    out: mpsc::Sender<Out>,
-    out_rx: Option<mpsc::Receiver<Out>>,
-    session: Session,
+    frames: StreamMap<String, BroadcastStream<Arc<Frame>>>,
+    /// The send buffer: at most `send_buffer` messages.
+    out: VecDeque<Out>,
     /// Set when the send buffer overflowed: the connection is closed as a slow consumer.
     overflowed: bool,
 }
@@ -79,24 +79,23 @@ fn reason(code: CloseCode, text: &str) -> CloseReason {
 }
 
 impl Connection {
-    fn new(node: web::Data<Node>, session: Session) -> Self {
-        let (out, out_rx) = mpsc::channel(node.live_settings.send_buffer);
+    fn new(node: web::Data<Node>) -> Self {
         Connection {
             node,
             caller: None,
             subs: HashMap::new(),
             frames: StreamMap::new(),
-            out,
-            out_rx: Some(out_rx),
-            session,
+            out: VecDeque::new(),
             overflowed: false,
         }
     }
 
     /// Queues a message; a full buffer marks the client as too slow.
     fn send(&mut self, out: Out) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(out) {
+        if self.out.len() >= self.node.live_settings.send_buffer {
             self.overflowed = true;
+        } else {
+            self.out.push_back(out);
         }
     }
 
@@ -112,11 +111,7 @@ impl Connection {
         });
     }
 
-    async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream) {
-        let writer = actix_web::rt::spawn(write(
-            self.session.clone(),
-            self.out_rx.take().expect("taken once"),
-        ));
+    async fn run(mut self, mut session: Session, mut stream: actix_ws::AggregatedMessageStream) {
         let settings = self.node.live_settings;
         self.reply(ServerMessage::Welcome {
             protocol: PROTOCOL_VERSION,
@@ -128,6 +123,7 @@ impl Connection {
         let mut heartbeat = actix_web::rt::time::interval(settings.heartbeat);
         heartbeat.tick().await;
         let mut last_heard = Instant::now();
+        let mut client_closed = false;
         let close = loop {
             tokio::select! {
                 msg = stream.next() => {
@@ -143,6 +139,7 @@ impl Connection {
                         Some(Ok(AggregatedMessage::Ping(b))) => self.send(Out::Pong(b)),
                         Some(Ok(AggregatedMessage::Pong(_))) => {}
                         Some(Ok(AggregatedMessage::Close(_))) => {
+                            client_closed = true;
                             break Some(reason(CloseCode::Normal, "goodbye"))
                         }
                         Some(Err(e)) => {
@@ -155,6 +152,13 @@ impl Connection {
                         Ok(frame) => self.forward(&channel, frame),
                         Err(_lagged) => self.overflowed = true,
                     }
+                }
+                // Cancel-safe: a write that loses the race is not sent and is retried.
+                sent = write(&mut session, self.out.front().cloned()), if !self.out.is_empty() => {
+                    if sent.is_err() {
+                        break None; // the socket is gone
+                    }
+                    self.out.pop_front();
                 }
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > settings.idle_timeout {
@@ -170,20 +174,29 @@ impl Connection {
         };
         drop(self.frames);
         if self.overflowed {
-            // The writer may be stuck on a full socket: stop it, drop what is queued, and
-            // give the close frame a moment to get through before letting go.
-            writer.abort();
+            // Whatever is queued is dropped; the close frame goes after what the socket
+            // already holds, if the client reads within the grace period.
             metrics::counter!("ecommesh_ws_slow_consumer_closes_total").increment(1);
-            let _ = tokio::time::timeout(CLOSE_GRACE, self.session.close(close)).await;
-            return;
+            self.out.clear();
         }
-        if let Some(r) = close {
-            let _ = self.out.try_send(Out::Close(r));
-        }
-        drop(self.out);
-        if tokio::time::timeout(CLOSE_GRACE, writer).await.is_err() {
-            tracing::debug!("websocket writer did not finish in time");
-        }
+        let out = std::mem::take(&mut self.out);
+        let closing = close.is_some() && !client_closed;
+        let _ = tokio::time::timeout(CLOSE_GRACE, async move {
+            for msg in out {
+                write(&mut session, Some(msg)).await?;
+            }
+            session.close(close).await?;
+            // The closing handshake: keep reading (and so keep the connection) until the
+            // client answers with its own close, so that it gets to read ours.
+            while closing {
+                match stream.next().await {
+                    Some(Ok(AggregatedMessage::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+            Ok::<(), actix_ws::Closed>(())
+        })
+        .await;
     }
 
     fn slow_consumer(&self) -> CloseReason {
@@ -197,7 +210,7 @@ impl Connection {
     }
 
     /// Sends a frame on, unless the subscriber's snapshot already showed it.
-    fn forward(&mut self, channel: &str, frame: Frame) {
+    fn forward(&mut self, channel: &str, frame: Arc<Frame>) {
         if let (Some(sub), Some(entity)) = (self.subs.get_mut(channel), &frame.entity) {
             if let Some(&shown) = sub.shown.get(entity) {
                 if frame.seq <= shown {
@@ -206,8 +219,7 @@ impl Connection {
                 sub.shown.remove(entity);
             }
         }
-        metrics::counter!("ecommesh_ws_messages_sent_total").increment(1);
-        self.send(Out::Text(frame.text));
+        self.send(Out::Text(frame.text.clone()));
     }
 
     async fn on_text(&mut self, text: &str) {
@@ -358,20 +370,12 @@ impl Connection {
     }
 }
 
-/// Drains the send buffer into the socket, in order.
-async fn write(mut session: Session, mut out: mpsc::Receiver<Out>) {
-    while let Some(msg) = out.recv().await {
-        let sent = match msg {
-            Out::Text(t) => session.text(t).await,
-            Out::Ping => session.ping(b"").await,
-            Out::Pong(b) => session.pong(&b).await,
-            Out::Close(r) => {
-                let _ = session.close(Some(r)).await;
-                return;
-            }
-        };
-        if sent.is_err() {
-            return;
-        }
+/// Writes one message to the socket.
+async fn write(session: &mut Session, msg: Option<Out>) -> Result<(), actix_ws::Closed> {
+    match msg {
+        Some(Out::Text(t)) => session.text(t).await,
+        Some(Out::Ping) => session.ping(b"").await,
+        Some(Out::Pong(b)) => session.pong(&b).await,
+        None => Ok(()),
     }
 }

@@ -1,4 +1,4 @@
-//! `ecommesh bench journal`: measures, on this machine and in one run, what the durable
+//! `ecommesh bench journal` measures, on this machine and in one run, what the durable
 //! write path costs and what the entity runtime holds in memory.
 //!
 //! 1. raw fsync rate of one writer (200-byte appends + `fdatasync`), the baseline;
@@ -10,11 +10,9 @@
 //! Loops are bounded by time; nothing here touches the network.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
 use ecommesh_actors::entities::cart::{Cart, CartCommand, CartEvent};
 use ecommesh_actors::entity::encode_event;
 use ecommesh_actors::recovery::{recover, snapshot};
@@ -25,35 +23,7 @@ use ecommesh_persistence::{open_store, EventStore, StoreOptions};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Suite {
-    /// Journal, group commit, activation and memory.
-    Journal,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    #[arg(value_enum, default_value = "journal")]
-    pub suite: Suite,
-    /// Seconds per measured phase.
-    #[arg(long, default_value_t = 3.0)]
-    pub seconds: f64,
-    /// Entities to activate for the memory figure.
-    #[arg(long, default_value_t = 100_000)]
-    pub entities: usize,
-    /// Concurrency levels for durable writes.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
-    pub writers: Vec<usize>,
-    /// Group-commit delay under load, in microseconds (as `commit_delay_us`).
-    #[arg(long, default_value_t = 300)]
-    pub commit_delay_us: u64,
-    /// Directory for the benchmark's journal (default: a fresh temporary directory).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Also write the results as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-}
+use super::{machine, now_utc, BenchArgs};
 
 #[derive(Debug, Serialize)]
 pub struct Rate {
@@ -81,7 +51,6 @@ pub struct Report {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let Suite::Journal = args.suite;
     let tmp;
     let dir = match &args.dir {
         Some(d) => d.clone(),
@@ -306,27 +275,4 @@ fn rss_bytes() -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     pages * 4096
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown cpu".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
-}
-
-fn now_utc() -> String {
-    std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
 }

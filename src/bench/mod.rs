@@ -1,0 +1,80 @@
+//! `ecommesh bench`: figures measured on the machine it runs on, printed with that
+//! machine's description. Every loop is bounded; nothing leaves the machine.
+//!
+//! - `journal`: the durable write path, activation and memory per entity;
+//! - `ws`: websocket fan-out, from a write's acknowledgement to each subscriber.
+
+pub mod journal;
+pub mod ws;
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Suite {
+    /// Journal, group commit, activation and memory.
+    Journal,
+    /// Websocket fan-out: time from a write's acknowledgement to every subscriber.
+    Ws,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[arg(value_enum, default_value = "journal")]
+    pub suite: Suite,
+    /// Seconds per measured phase.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Entities to activate for the memory figure.
+    #[arg(long, default_value_t = 100_000)]
+    pub entities: usize,
+    /// Concurrency levels for durable writes.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
+    pub writers: Vec<usize>,
+    /// Group-commit delay under load, in microseconds (as `commit_delay_us`).
+    #[arg(long, default_value_t = 300)]
+    pub commit_delay_us: u64,
+    /// Directory for the benchmark's journal (default: a fresh temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// ws: subscriber counts to measure, each on a fresh node (1 is the baseline).
+    #[arg(long, value_delimiter = ',', default_value = "1,1000,10000")]
+    pub subscribers: Vec<usize>,
+    /// ws: stock changes made per subscriber count.
+    #[arg(long, default_value_t = 20)]
+    pub changes: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    match args.suite {
+        Suite::Journal => journal::run(args),
+        Suite::Ws => ws::run(args),
+    }
+}
+
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
+}
+
+pub fn now_utc() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
