@@ -188,10 +188,12 @@ impl Connection {
             session.close(close).await?;
             // The closing handshake: keep reading (and so keep the connection) until the
             // client answers with its own close, so that it gets to read ours.
-            while closing {
-                match stream.next().await {
-                    Some(Ok(AggregatedMessage::Close(_))) | Some(Err(_)) | None => break,
-                    Some(Ok(_)) => {}
+            if closing {
+                loop {
+                    match stream.next().await {
+                        Some(Ok(AggregatedMessage::Close(_))) | Some(Err(_)) | None => break,
+                        Some(Ok(_)) => {}
+                    }
                 }
             }
             Ok::<(), actix_ws::Closed>(())
