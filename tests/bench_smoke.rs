@@ -89,7 +89,10 @@ fn bench_ws_delivers_every_update_to_every_subscriber() {
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[1]["subscribers"], 50);
     assert_eq!(runs[1]["delivered"], 150, "{r}");
-    assert_eq!(runs[0]["delivered"], 15, "the baseline is measured over 5x the changes");
+    assert_eq!(
+        runs[0]["delivered"], 15,
+        "the baseline is measured over 5x the changes"
+    );
     assert_eq!(runs[1]["lost"], 0);
     assert!(runs[1]["p99_ms"].as_f64().unwrap() >= runs[1]["p50_ms"].as_f64().unwrap());
 }

@@ -47,12 +47,24 @@ pub struct FanOut {
     pub p99_vs_baseline: f64,
 }
 
+/// What the kernel alone needs for the same fan-out: one message written to each of
+/// `sockets` loopback TCP connections from one thread per core, no node, readers idle.
+#[derive(Debug, Serialize)]
+pub struct Floor {
+    pub sockets: usize,
+    pub message_bytes: usize,
+    pub threads: usize,
+    /// Median over 5 rounds.
+    pub ms: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub machine: String,
     pub date: String,
     pub open_files_limit: u64,
     pub runs: Vec<FanOut>,
+    pub loopback_floor: Option<Floor>,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -89,7 +101,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     for &n in &args.subscribers {
         // One subscriber is the baseline: cheap, so measured over more changes to make
         // its p99 more than one sample.
-        let changes = if n <= 1 { args.changes.max(1) * 5 } else { args.changes.max(1) };
+        let changes = if n <= 1 {
+            args.changes.max(1) * 5
+        } else {
+            args.changes.max(1)
+        };
         let mut r = runtime.block_on(fan_out(n.max(1), changes))?;
         let baseline = runs.first().map_or(r.p99_ms, |b| b.p99_ms).max(0.001);
         r.p99_vs_baseline = r.p99_ms / baseline;
@@ -109,11 +125,25 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         runs.push(r);
     }
     let lost: u64 = runs.iter().map(|r| r.lost).sum();
+    // Both ends of every connection are in this process: at most half the limit.
+    let most = runs.iter().map(|r| r.subscribers).max().unwrap_or(0);
+    let sockets = most.min((limit as usize).saturating_sub(512) / 2);
+    let loopback_floor = if sockets >= 100 {
+        let f = loopback_floor(sockets)?;
+        println!(
+            "\nloopback floor: {} messages of {} B written to {} sockets by {} threads (no node, readers idle): {:.1} ms",
+            f.sockets, f.message_bytes, f.sockets, f.threads, f.ms
+        );
+        Some(f)
+    } else {
+        None
+    };
     let report = Report {
         machine,
         date,
         open_files_limit: limit,
         runs,
+        loopback_floor,
     };
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
@@ -377,4 +407,52 @@ async fn client(
         seen.record(seq, at);
     }
     Ok(())
+}
+
+/// Measures [`Floor`]: the cost of the writes alone, the part of a fan-out that no server
+/// design avoids (each subscriber is its own TCP connection).
+fn loopback_floor(sockets: usize) -> anyhow::Result<Floor> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let mut readers = Vec::with_capacity(sockets);
+    let mut writers = Vec::with_capacity(sockets);
+    for _ in 0..sockets {
+        readers.push(std::net::TcpStream::connect(addr)?);
+        let (w, _) = listener.accept()?;
+        w.set_nodelay(true)?;
+        writers.push(w);
+    }
+    for r in &readers {
+        r.set_nonblocking(true)?;
+    }
+    let message = [b'x'; 330];
+    let threads = std::thread::available_parallelism().map_or(2, |c| c.get());
+    let chunk = sockets.div_ceil(threads);
+    let mut rounds = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for part in writers.chunks_mut(chunk) {
+                scope.spawn(move || {
+                    for w in part {
+                        let _ = w.write_all(&message);
+                    }
+                });
+            }
+        });
+        rounds.push(started.elapsed().as_secs_f64() * 1000.0);
+        let mut buf = [0u8; 4096];
+        for r in &mut readers {
+            while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rounds.sort_by(f64::total_cmp);
+    Ok(Floor {
+        sockets,
+        message_bytes: message.len(),
+        threads,
+        ms: rounds[rounds.len() / 2],
+    })
 }
