@@ -33,8 +33,9 @@ struct Cli {
 enum Command {
     /// Run a node (the default when no subcommand is given).
     Serve,
-    /// Measure this machine: journal, group commit, activation and memory.
-    Bench(BenchArgs),
+    /// Measure this machine: `journal` (durable writes, activation, memory), `ws`
+    /// (websocket fan-out) or `load` (HTTP scenarios against a node).
+    Bench(Box<BenchArgs>),
     /// Check the journal of the data directory for consistency (the node must be stopped).
     Check,
     /// Create or promote an admin account (the node must be stopped); the password is read

@@ -96,3 +96,59 @@ fn bench_ws_delivers_every_update_to_every_subscriber() {
     assert_eq!(runs[1]["lost"], 0);
     assert!(runs[1]["p99_ms"].as_f64().unwrap() >= runs[1]["p50_ms"].as_f64().unwrap());
 }
+
+#[test]
+fn bench_load_runs_every_scenario_and_checks_its_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let out = Command::new(common::BIN)
+        .args(["bench", "load", "--seconds", "0.5", "--connections", "4"])
+        .args(["--checkout-carts", "40"])
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("load.json")).unwrap()).unwrap();
+    let phases = r["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|p| p["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ping",
+            "product_get",
+            "catalog_search",
+            "add_to_cart",
+            "checkout",
+            "mix"
+        ]
+    );
+    for p in phases {
+        assert!(p["requests"].as_u64().unwrap() > 0, "{p}");
+        assert_eq!(p["errors"], serde_json::json!({}), "no errors: {p}");
+        assert!(p["p50_ms"].as_f64().unwrap() <= p["p99_ms"].as_f64().unwrap());
+        assert!(p["p99_ms"].as_f64().unwrap() <= p["max_ms"].as_f64().unwrap());
+    }
+    assert_eq!(phases[0]["vs_ping"], 1.0);
+    let checkout = &phases[4];
+    assert!(
+        checkout["requests"].as_u64().unwrap() <= 40,
+        "at most one per prepared cart"
+    );
+    let checks = r["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 3);
+    assert!(checks.iter().all(|c| c["passed"] == true), "{checks:?}");
+    let md = std::fs::read_to_string(report.join("load.md")).unwrap();
+    assert!(md.contains("| checkout |") && md.contains("x ping"), "{md}");
+    let svg = std::fs::read_to_string(report.join("load.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("requests per second"));
+}

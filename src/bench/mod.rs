@@ -2,9 +2,13 @@
 //! machine's description. Every loop is bounded; nothing leaves the machine.
 //!
 //! - `journal`: the durable write path, activation and memory per entity;
-//! - `ws`: websocket fan-out, from a write's acknowledgement to each subscriber.
+//! - `ws`: websocket fan-out, from a write's acknowledgement to each subscriber;
+//! - `load`: HTTP load scenarios against a node, each compared with `ping` in the same run.
 
 pub mod journal;
+pub mod load;
+pub mod node;
+pub mod report;
 pub mod ws;
 
 use std::path::PathBuf;
@@ -17,6 +21,8 @@ pub enum Suite {
     Journal,
     /// Websocket fan-out: time from a write's acknowledgement to every subscriber.
     Ws,
+    /// HTTP load: ping, product_get, catalog_search, add_to_cart, checkout and mix.
+    Load,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -44,6 +50,32 @@ pub struct BenchArgs {
     /// ws: stock changes made per subscriber count.
     #[arg(long, default_value_t = 20)]
     pub changes: usize,
+    /// load: the scenarios to run, in order (`ping` always runs first: it is the baseline).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ping,product_get,catalog_search,add_to_cart,checkout,mix"
+    )]
+    pub scenarios: Vec<String>,
+    /// load: concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// load: requests per second in total (open loop, latency from the scheduled send);
+    /// 0 runs closed loop (every connection as fast as it can).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// load: carts prepared for the `checkout` scenario (it ends early when they run out).
+    #[arg(long, default_value_t = 40_000)]
+    pub checkout_carts: usize,
+    /// load: measure a running node at this URL instead of starting one (with
+    /// `--target-secret`, its `jwt_secret`, to act as its admin and customers).
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long)]
+    pub target_secret: Option<String>,
+    /// load: write load.json, load.md and load.svg into this directory.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -53,6 +85,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match args.suite {
         Suite::Journal => journal::run(args),
         Suite::Ws => ws::run(args),
+        Suite::Load => load::run(args),
     }
 }
 

@@ -7,13 +7,11 @@
 //! Clients and node share this machine's cores, so the figures include the clients' own
 //! scheduling; each change waits at most 10 s for its deliveries before the next.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -21,10 +19,9 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::node::Node;
 use super::{machine, now_utc, BenchArgs};
 
-const ADMIN_EMAIL: &str = "bench@ecommesh.local";
-const ADMIN_PASSWORD: &str = "bench-password-1";
 /// Handshakes in flight at once while the clients connect.
 const CONNECTING: usize = 256;
 /// How long one change may take to reach every client before the rest count as lost.
@@ -155,59 +152,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A node started from this binary on a fresh data directory; stopped on drop.
-struct Node {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn start() -> anyhow::Result<Node> {
-        let dir = tempfile::tempdir()?;
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--no-demo",
-                "--log-level",
-                "warn",
-            ])
-            .env("ECOMMESH_ADMIN_EMAIL", ADMIN_EMAIL)
-            .env("ECOMMESH_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("cannot start a node")?;
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .map_err(|_| anyhow!("the node did not start within 60 s"))?;
-        Ok(Node {
-            child,
-            base,
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Receipts of updates, as the clients saw them. Clients append under a lock instead of
 /// sending each receipt over a channel: a channel would wake the collector once per
 /// message, and that cost is the benchmark's, not the node's.
@@ -235,11 +179,11 @@ impl Receipts {
 }
 
 async fn fan_out(n: usize, changes: usize) -> anyhow::Result<FanOut> {
-    let node = Node::start()?;
+    let node = Node::start(&["--no-demo"])?;
     let http = reqwest::Client::new();
     let login: Value = http
         .post(format!("{}/api/v1/auth/login", node.base))
-        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+        .json(&json!({"email": super::node::ADMIN_EMAIL, "password": super::node::ADMIN_PASSWORD}))
         .send()
         .await?
         .error_for_status()?

@@ -1,0 +1,844 @@
+//! `ecommesh bench load`: HTTP load against a node, scenario by scenario, each compared
+//! with `ping` (a trivial JSON endpoint of the same server) measured in the same run.
+//!
+//! - Closed loop (`--rate 0`): `--connections` clients, each sending its next request as
+//!   soon as the last one is answered. Open loop (`--rate R`): requests are scheduled at a
+//!   fixed total rate and latency counts from the scheduled time, so a stalled server shows
+//!   as latency instead of as fewer requests (coordinated omission, as wrk2 avoids it).
+//! - Scenarios: `ping`, `product_get`, `catalog_search`, `add_to_cart` (durable),
+//!   `checkout` (durable; carts prepared before the timed phase) and `mix` (browse product
+//!   10 : view cart 3 : add to cart 2 : home 1 : checkout 1).
+//! - Checks results, not only statuses: paid orders equal the checkouts answered 201, and
+//!   every product's stock adds up (`available + reserved + sold == received`, units sold
+//!   equal units checked out).
+//!
+//! Customers are not registered (each registration is a deliberately slow password hash):
+//! the benchmark knows the node's token secret and mints their access tokens.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::node::Node;
+use super::{machine, now_utc, BenchArgs};
+use crate::auth::tokens::{random_id, Tokens};
+
+const SCENARIOS: &[&str] = &[
+    "ping",
+    "product_get",
+    "catalog_search",
+    "add_to_cart",
+    "checkout",
+    "mix",
+];
+/// Products the benchmark creates, with stock that cannot run out during a run.
+const PRODUCTS: usize = 64;
+const STOCK: u64 = 1_000_000_000;
+/// Customers per connection in `add_to_cart`: many carts, as in a shop.
+const CUSTOMERS_PER_CONNECTION: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Ping,
+    ProductGet,
+    CatalogSearch,
+    AddToCart,
+    Checkout,
+    Mix,
+}
+
+impl Scenario {
+    fn parse(s: &str) -> anyhow::Result<Scenario> {
+        Ok(match s {
+            "ping" => Scenario::Ping,
+            "product_get" => Scenario::ProductGet,
+            "catalog_search" => Scenario::CatalogSearch,
+            "add_to_cart" => Scenario::AddToCart,
+            "checkout" => Scenario::Checkout,
+            "mix" => Scenario::Mix,
+            other => bail!(
+                "unknown scenario {other:?}; the scenarios are {}",
+                SCENARIOS.join(", ")
+            ),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        SCENARIOS[self as usize]
+    }
+}
+
+/// One scenario's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    pub scenario: String,
+    pub seconds: f64,
+    pub requests: u64,
+    /// Non-2xx answers by status (`0`: no answer: connection or timeout errors).
+    pub errors: BTreeMap<u16, u64>,
+    pub per_sec: f64,
+    /// Throughput relative to `ping` in the same run.
+    pub vs_ping: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    /// Per second of the phase: requests answered and their p99.
+    pub timeline: Vec<SecondFigures>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SecondFigures {
+    pub second: usize,
+    pub requests: u64,
+    /// Requests per second in that second (the last one may be partial).
+    pub per_sec: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub what: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub machine: String,
+    pub date: String,
+    pub mode: String,
+    pub connections: usize,
+    pub phases: Vec<PhaseReport>,
+    pub checks: Vec<Check>,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let mut scenarios = vec![Scenario::Ping];
+    for s in &args.scenarios {
+        let s = Scenario::parse(s.trim())?;
+        if !scenarios.contains(&s) {
+            scenarios.push(s);
+        }
+    }
+    anyhow::ensure!(
+        (1..=10_000).contains(&args.connections),
+        "--connections must be 1 to 10000"
+    );
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_all(args, &scenarios))
+}
+
+/// What every request of a run needs.
+struct Ctx {
+    http: reqwest::Client,
+    base: String,
+    tokens: Tokens,
+    admin: String,
+    products: Vec<String>,
+    words: Vec<String>,
+    /// Access tokens of customers with a prepared cart, taken one per checkout.
+    carts: Vec<String>,
+    next_cart: AtomicUsize,
+    /// Distinguishes this run's customers from an earlier run's on the same node.
+    run: String,
+    /// Units in carts that checkout answered 201 for.
+    units_sold: AtomicU64,
+    orders_paid: AtomicU64,
+}
+
+impl Ctx {
+    fn customer(&self, name: &str) -> String {
+        let id = format!("bench-{}-{name}", self.run);
+        self.tokens
+            .issue("access", &id, "customer", &id, &random_id())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        anyhow::ensure!(status.is_success(), "{path}: {status}: {text}");
+        Ok(if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        })
+    }
+}
+
+async fn run_all(args: &BenchArgs, scenarios: &[Scenario]) -> anyhow::Result<()> {
+    let date = now_utc();
+    let machine = machine();
+    let (node, base, secret) = match &args.target {
+        Some(url) => {
+            anyhow::ensure!(
+                url.starts_with("http://127.") || url.starts_with("http://localhost"),
+                "--target must be a loopback URL (http://127.x or http://localhost)"
+            );
+            let secret = args
+                .target_secret
+                .clone()
+                .context("--target needs --target-secret (the node's jwt_secret)")?;
+            (None, url.trim_end_matches('/').to_owned(), secret)
+        }
+        None => {
+            let node = Node::start(&[])?;
+            let (base, secret) = (node.base.clone(), node.secret.clone());
+            (Some(node), base, secret)
+        }
+    };
+    let mode = if args.rate > 0 {
+        format!("open loop, {} requests/s", args.rate)
+    } else {
+        "closed loop".to_owned()
+    };
+    println!(
+        "ecommesh bench load - {date}\nmachine: {machine}\ntarget: {base}{}\n{mode}, {} connections, {:.0} s per scenario\n",
+        if node.is_some() { " (started for this run)" } else { "" },
+        args.connections,
+        args.seconds
+    );
+    let tokens = Tokens::new(
+        secret.as_bytes(),
+        Duration::from_secs(24 * 3600),
+        Duration::from_secs(24 * 3600),
+    );
+    let admin = tokens.issue(
+        "access",
+        "bench-admin",
+        "admin",
+        "bench-admin",
+        &random_id(),
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut ctx = Ctx {
+        http,
+        base,
+        tokens,
+        admin,
+        products: Vec::new(),
+        words: Vec::new(),
+        carts: Vec::new(),
+        next_cart: AtomicUsize::new(0),
+        run: random_id()[..8].to_owned(),
+        units_sold: AtomicU64::new(0),
+        orders_paid: AtomicU64::new(0),
+    };
+    prepare_catalog(&mut ctx).await?;
+    let paid_before = paid_orders(&ctx).await?;
+    if scenarios.contains(&Scenario::Checkout) {
+        prepare_carts(&mut ctx, args.checkout_carts, args.connections).await?;
+    }
+    let ctx = Arc::new(ctx);
+
+    let mut phases: Vec<PhaseReport> = Vec::new();
+    for &s in scenarios {
+        let mut p = phase(&ctx, s, args).await;
+        let ping = phases
+            .first()
+            .map_or(p.per_sec, |b| b.per_sec)
+            .max(f64::MIN_POSITIVE);
+        p.vs_ping = p.per_sec / ping;
+        phases.push(p);
+    }
+    print_table(&phases);
+
+    let checks = check(&ctx, paid_before).await?;
+    for c in &checks {
+        println!(
+            "check {}: {} ({})",
+            c.what,
+            if c.passed { "ok" } else { "FAILED" },
+            c.detail
+        );
+    }
+    let report = Report {
+        machine,
+        date,
+        mode,
+        connections: args.connections,
+        phases,
+        checks,
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        println!("\nresults written to {}", path.display());
+    }
+    if let Some(dir) = &args.report {
+        super::report::write(dir, &report)?;
+        println!(
+            "report written to {}/load.md (with load.json and load.svg)",
+            dir.display()
+        );
+    }
+    drop(node);
+    if let Some(c) = report.checks.iter().find(|c| !c.passed) {
+        bail!("check failed: {}: {}", c.what, c.detail);
+    }
+    Ok(())
+}
+
+/// Creates the benchmark's products and picks search words from the catalog.
+async fn prepare_catalog(ctx: &mut Ctx) -> anyhow::Result<()> {
+    for i in 0..PRODUCTS {
+        let p = ctx
+            .call(
+                Method::POST,
+                "/api/v1/products",
+                &ctx.admin,
+                Some(json!({
+                    "sku": format!("bench-{}-{i}", ctx.run), "name": format!("Bench item {i}"),
+                    "category": "bench", "brand": "Bench", "description": "A product of the benchmark",
+                    "price": {"amount": 1000 + i as i64, "currency": "USD"}, "stock": STOCK
+                })),
+            )
+            .await
+            .context("creating the benchmark's products (is the target's currency USD?)")?;
+        ctx.products
+            .push(p["id"].as_str().context("no product id")?.to_owned());
+    }
+    let list = ctx
+        .call(
+            Method::GET,
+            "/api/v1/products?per_page=100",
+            &ctx.admin,
+            None,
+        )
+        .await?;
+    let mut words: Vec<String> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .flat_map(|n| {
+            n.split_whitespace()
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        })
+        .filter(|w| w.len() > 3)
+        .collect();
+    words.sort();
+    words.dedup();
+    if words.is_empty() {
+        words.push("bench".into());
+    }
+    ctx.words = words;
+    Ok(())
+}
+
+/// Gives `n` new customers a cart of one unit each, before the timed phase.
+async fn prepare_carts(ctx: &mut Ctx, n: usize, connections: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let tokens: Vec<String> = (0..n).map(|i| ctx.customer(&format!("cart-{i}"))).collect();
+    let bar = progress(n as u64, "preparing carts");
+    let next = AtomicUsize::new(0);
+    let ctx_ref = &*ctx;
+    let work = (0..connections.min(n.max(1))).map(|_| async {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                return anyhow::Ok(());
+            }
+            let product = &ctx_ref.products[i % PRODUCTS];
+            ctx_ref
+                .call(
+                    Method::POST,
+                    "/api/v1/cart/items",
+                    &tokens[i],
+                    Some(json!({"product_id": product, "quantity": 1})),
+                )
+                .await?;
+            bar.inc(1);
+        }
+    });
+    for r in futures_util::future::join_all(work).await {
+        r?;
+    }
+    bar.finish_and_clear();
+    println!(
+        "prepared {n} carts in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    ctx.carts = tokens;
+    Ok(())
+}
+
+fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>16} [{bar:30}] {pos}/{len} {elapsed}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// A request of a scenario, and what to do with a success.
+struct Request {
+    method: Method,
+    path: String,
+    token: Option<String>,
+    body: Option<Value>,
+    idempotency_key: Option<String>,
+    on_success: Success,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Success {
+    Nothing,
+    /// An add to the worker's mix cart.
+    Added,
+    /// A checkout of this many units.
+    CheckedOut(u64),
+}
+
+/// A worker's own state: its customers and what its mix cart holds.
+struct Worker {
+    id: usize,
+    n: u64,
+    rng: rand::rngs::StdRng,
+    customers: Vec<String>,
+    mix_customer: String,
+    mix_units: u64,
+    mix_round: u64,
+}
+
+impl Worker {
+    fn new(ctx: &Ctx, id: usize, scenario: Scenario) -> Worker {
+        let customers = if scenario == Scenario::AddToCart {
+            (0..CUSTOMERS_PER_CONNECTION)
+                .map(|k| ctx.customer(&format!("add-{id}-{k}")))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Worker {
+            id,
+            n: 0,
+            rng: rand::rngs::StdRng::seed_from_u64(id as u64),
+            customers,
+            mix_customer: ctx.customer(&format!("mix-{id}-0")),
+            mix_units: 0,
+            mix_round: 0,
+        }
+    }
+
+    fn product<'a>(&mut self, ctx: &'a Ctx) -> &'a str {
+        &ctx.products[self.rng.gen_range(0..ctx.products.len())]
+    }
+
+    /// The next request, or `None` when the scenario has run out of work.
+    fn next(&mut self, ctx: &Ctx, scenario: Scenario) -> Option<Request> {
+        self.n += 1;
+        let get = |path: String| Request {
+            method: Method::GET,
+            path,
+            token: None,
+            body: None,
+            idempotency_key: None,
+            on_success: Success::Nothing,
+        };
+        Some(match scenario {
+            Scenario::Ping => get("/healthz".into()),
+            Scenario::ProductGet => get(format!("/api/v1/products/{}", self.product(ctx))),
+            Scenario::CatalogSearch => {
+                let word = &ctx.words[self.rng.gen_range(0..ctx.words.len())];
+                get(format!("/api/v1/products?q={word}&per_page=20"))
+            }
+            Scenario::AddToCart => {
+                let token = self.customers[self.n as usize % self.customers.len()].clone();
+                let product = self.product(ctx).to_owned();
+                Request {
+                    method: Method::POST,
+                    path: "/api/v1/cart/items".into(),
+                    token: Some(token),
+                    body: Some(json!({"product_id": product, "quantity": 1})),
+                    idempotency_key: None,
+                    on_success: Success::Nothing,
+                }
+            }
+            Scenario::Checkout => {
+                let i = ctx.next_cart.fetch_add(1, Ordering::Relaxed);
+                let token = ctx.carts.get(i)?.clone();
+                checkout(token, format!("bench-{i}"), 1)
+            }
+            Scenario::Mix => {
+                let pick = self.rng.gen_range(0..17);
+                match pick {
+                    0..=9 => get(format!("/api/v1/products/{}", self.product(ctx))),
+                    10..=12 => Request {
+                        token: Some(self.mix_customer.clone()),
+                        ..get("/api/v1/cart".into())
+                    },
+                    13 => get("/api/v1/products?per_page=20".into()),
+                    14 if self.mix_units > 0 => {
+                        let key = format!("mix-{}-{}", self.id, self.mix_round);
+                        checkout(self.mix_customer.clone(), key, self.mix_units)
+                    }
+                    _ => {
+                        let product = self.product(ctx).to_owned();
+                        Request {
+                            method: Method::POST,
+                            path: "/api/v1/cart/items".into(),
+                            token: Some(self.mix_customer.clone()),
+                            body: Some(json!({"product_id": product, "quantity": 1})),
+                            idempotency_key: None,
+                            on_success: Success::Added,
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    fn succeeded(&mut self, ctx: &Ctx, s: Success) {
+        match s {
+            Success::Nothing => {}
+            Success::Added => self.mix_units += 1,
+            Success::CheckedOut(units) => {
+                ctx.units_sold.fetch_add(units, Ordering::Relaxed);
+                ctx.orders_paid.fetch_add(1, Ordering::Relaxed);
+                if self.mix_units > 0 {
+                    // A new shopper takes over this connection's mix.
+                    self.mix_round += 1;
+                    self.mix_units = 0;
+                    self.mix_customer =
+                        ctx.customer(&format!("mix-{}-{}", self.id, self.mix_round));
+                }
+            }
+        }
+    }
+}
+
+fn checkout(token: String, key: String, units: u64) -> Request {
+    Request {
+        method: Method::POST,
+        path: "/api/v1/checkout".into(),
+        token: Some(token),
+        body: Some(json!({
+            "payment": {"token": "tok_visa"},
+            "shipping_address": {"name": "Bench Shopper", "line1": "1 Loop Road", "city": "Localhost",
+                                 "postal_code": "12345", "country": "US"}
+        })),
+        idempotency_key: Some(key),
+        on_success: Success::CheckedOut(units),
+    }
+}
+
+/// A worker's measurements.
+struct Recorder {
+    all: Histogram<u64>,
+    /// Per second of the phase: latencies (coarser, for the plot).
+    seconds: Vec<Histogram<u64>>,
+    errors: BTreeMap<u16, u64>,
+}
+
+impl Recorder {
+    fn new() -> Recorder {
+        Recorder {
+            all: Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds"),
+            seconds: Vec::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    fn record(&mut self, second: usize, micros: u64) {
+        let micros = micros.clamp(1, 120_000_000);
+        let _ = self.all.record(micros);
+        while self.seconds.len() <= second {
+            self.seconds
+                .push(Histogram::new_with_bounds(1, 120_000_000, 2).expect("valid bounds"));
+        }
+        let _ = self.seconds[second].record(micros);
+    }
+
+    fn merge(&mut self, other: Recorder) {
+        let _ = self.all.add(&other.all);
+        for (i, h) in other.seconds.into_iter().enumerate() {
+            if i < self.seconds.len() {
+                let _ = self.seconds[i].add(&h);
+            } else {
+                self.seconds.push(h);
+            }
+        }
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// Runs one scenario for `--seconds` (or until it runs out of work).
+async fn phase(ctx: &Arc<Ctx>, scenario: Scenario, args: &BenchArgs) -> PhaseReport {
+    let length = Duration::from_secs_f64(args.seconds.clamp(0.1, 3600.0));
+    let connections = args.connections;
+    let done = Arc::new(AtomicU64::new(0));
+    let bar = progress(length.as_millis() as u64, scenario.name());
+    let started = Instant::now();
+    let deadline = started + length;
+    // Open loop: connection w sends at started + (w + k * connections) / rate.
+    let interval = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / args.rate as f64));
+    let mut workers = Vec::with_capacity(connections);
+    for w in 0..connections {
+        let (ctx, done) = (ctx.clone(), done.clone());
+        workers.push(tokio::spawn(async move {
+            let mut me = Worker::new(&ctx, w, scenario);
+            let mut rec = Recorder::new();
+            let mut k = 0u64;
+            loop {
+                let scheduled = match interval {
+                    Some(i) => started + i * (w as u32) + i * (connections as u32) * (k as u32),
+                    None => Instant::now(),
+                };
+                k += 1;
+                if scheduled >= deadline || Instant::now() >= deadline {
+                    break;
+                }
+                let Some(req) = me.next(&ctx, scenario) else {
+                    break;
+                };
+                tokio::time::sleep_until(scheduled.into()).await;
+                let mut r = ctx.http.request(req.method, ctx.url(&req.path));
+                if let Some(t) = &req.token {
+                    r = r.bearer_auth(t);
+                }
+                if let Some(b) = &req.body {
+                    r = r.json(b);
+                }
+                if let Some(key) = &req.idempotency_key {
+                    r = r.header("Idempotency-Key", key);
+                }
+                let status = match r.send().await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let _ = resp.bytes().await;
+                        status
+                    }
+                    Err(_) => 0,
+                };
+                let now = Instant::now();
+                rec.record(
+                    now.duration_since(started).as_secs() as usize,
+                    now.duration_since(scheduled).as_micros() as u64,
+                );
+                if (200..300).contains(&status) {
+                    me.succeeded(&ctx, req.on_success);
+                } else {
+                    *rec.errors.entry(status).or_default() += 1;
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            rec
+        }));
+    }
+    let ticker = {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                bar.set_position(started.elapsed().as_millis() as u64);
+            }
+        })
+    };
+    let mut total = Recorder::new();
+    for w in workers {
+        if let Ok(rec) = w.await {
+            total.merge(rec);
+        }
+    }
+    ticker.abort();
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let requests = done.load(Ordering::Relaxed);
+    let ms = |us: u64| us as f64 / 1000.0;
+    let h = &total.all;
+    PhaseReport {
+        scenario: scenario.name().to_owned(),
+        seconds,
+        requests,
+        errors: total.errors,
+        per_sec: requests as f64 / seconds,
+        vs_ping: 1.0,
+        p50_ms: ms(h.value_at_quantile(0.5)),
+        p90_ms: ms(h.value_at_quantile(0.9)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        p999_ms: ms(h.value_at_quantile(0.999)),
+        max_ms: ms(h.max()),
+        timeline: total
+            .seconds
+            .iter()
+            .enumerate()
+            .map(|(second, h)| SecondFigures {
+                second,
+                requests: h.len(),
+                per_sec: h.len() as f64 / (seconds - second as f64).clamp(0.05, 1.0),
+                p99_ms: ms(h.value_at_quantile(0.99)),
+            })
+            .collect(),
+    }
+}
+
+fn print_table(phases: &[PhaseReport]) {
+    println!(
+        "{:<15} {:>9} {:>7} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "scenario",
+        "requests",
+        "errors",
+        "req/s",
+        "x ping",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9",
+        "max ms"
+    );
+    for p in phases {
+        let errors: u64 = p.errors.values().sum();
+        println!(
+            "{:<15} {:>9} {:>7} {:>10.0} {:>7.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            p.scenario,
+            p.requests,
+            errors,
+            p.per_sec,
+            p.vs_ping,
+            p.p50_ms,
+            p.p90_ms,
+            p.p99_ms,
+            p.p999_ms,
+            p.max_ms
+        );
+        if errors > 0 {
+            println!("{:<15} errors by status: {:?}", "", p.errors);
+        }
+    }
+}
+
+async fn paid_orders(ctx: &Ctx) -> anyhow::Result<u64> {
+    let v = ctx
+        .call(
+            Method::GET,
+            "/api/v1/admin/orders?status=paid&per_page=1",
+            &ctx.admin,
+            None,
+        )
+        .await?;
+    v["total"].as_u64().context("no order total")
+}
+
+/// Checks that what the node says matches what the benchmark was told.
+async fn check(ctx: &Ctx, paid_before: u64) -> anyhow::Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    let expected = paid_before + ctx.orders_paid.load(Ordering::Relaxed);
+    // The order list is a projection: give it a moment to catch up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut paid = paid_orders(ctx).await?;
+    while paid != expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        paid = paid_orders(ctx).await?;
+    }
+    checks.push(Check {
+        what: "paid orders == checkouts answered 201".into(),
+        passed: paid == expected,
+        detail: format!(
+            "{} paid, {} answered 201",
+            paid - paid_before.min(paid),
+            expected - paid_before
+        ),
+    });
+    let (mut sold, mut broken) = (0u64, Vec::new());
+    for id in &ctx.products {
+        let p = ctx
+            .call(
+                Method::GET,
+                &format!("/api/v1/products/{id}"),
+                &ctx.admin,
+                None,
+            )
+            .await?;
+        let s = &p["stock"];
+        let n = |k: &str| s[k].as_u64().unwrap_or(u64::MAX);
+        if n("available")
+            .checked_add(n("reserved"))
+            .and_then(|x| x.checked_add(n("sold")))
+            != Some(n("received"))
+        {
+            broken.push(format!("{id}: {s}"));
+        }
+        sold += n("sold");
+    }
+    checks.push(Check {
+        what: "stock adds up on every product".into(),
+        passed: broken.is_empty(),
+        detail: if broken.is_empty() {
+            format!(
+                "available + reserved + sold == received on {} products",
+                ctx.products.len()
+            )
+        } else {
+            broken.join("; ")
+        },
+    });
+    let units = ctx.units_sold.load(Ordering::Relaxed);
+    checks.push(Check {
+        what: "units sold == units checked out".into(),
+        passed: sold == units,
+        detail: format!("{sold} sold, {units} in carts checked out"),
+    });
+    Ok(checks)
+}
+
+/// For `report.rs`: the figures of a phase as a Markdown table row.
+pub fn markdown_row(p: &PhaseReport) -> String {
+    let errors: u64 = p.errors.values().sum();
+    format!(
+        "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        p.scenario,
+        p.requests,
+        errors,
+        p.per_sec,
+        p.vs_ping,
+        p.p50_ms,
+        p.p90_ms,
+        p.p99_ms,
+        p.p999_ms,
+        p.max_ms
+    )
+}
+
+/// Whether `path` is a directory a report can be written to.
+pub fn writable_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path)
+        .with_context(|| format!("cannot create the report directory {}", path.display()))
+}

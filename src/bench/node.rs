@@ -1,0 +1,70 @@
+//! A node for a benchmark to measure: this binary, started as a child process on a fresh
+//! temporary data directory and a free loopback port, with a known admin account and
+//! token secret; stopped on drop.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+
+pub const ADMIN_EMAIL: &str = "bench@ecommesh.local";
+pub const ADMIN_PASSWORD: &str = "bench-password-1";
+
+pub struct Node {
+    child: Child,
+    pub base: String,
+    /// Signs the node's tokens: a benchmark mints its customers' tokens with it instead
+    /// of registering thousands of accounts (each a deliberately slow password hash).
+    pub secret: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// Starts a node with `extra` flags and waits until it serves HTTP.
+    pub fn start(extra: &[&str]) -> anyhow::Result<Node> {
+        let dir = tempfile::tempdir()?;
+        let secret = crate::auth::tokens::random_id() + &crate::auth::tokens::random_id();
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .args(extra)
+            .env("ECOMMESH_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("ECOMMESH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("ECOMMESH_JWT_SECRET", &secret)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start a node")?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(120))
+            .map_err(|_| anyhow!("the node did not start within 120 s"))?;
+        Ok(Node {
+            child,
+            base,
+            secret,
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
