@@ -146,6 +146,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 struct Ctx {
     http: reqwest::Client,
     base: String,
+    /// `host:port` of the node, for the load connections.
+    addr: String,
     tokens: Tokens,
     admin: String,
     products: Vec<String>,
@@ -243,8 +245,14 @@ async fn run_all(args: &BenchArgs, scenarios: &[Scenario]) -> anyhow::Result<()>
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))
         .build()?;
+    let addr = base
+        .strip_prefix("http://")
+        .context("the target must be an http:// URL")?
+        .trim_end_matches('/')
+        .to_owned();
     let mut ctx = Ctx {
         http,
+        addr,
         base,
         tokens,
         admin,
@@ -558,6 +566,69 @@ fn checkout(token: String, key: String, units: u64) -> Request {
     }
 }
 
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+/// One keep-alive HTTP/1.1 connection of a worker, opened on first use and again after
+/// an error. Lighter than a pooled client: the generator shares the cores with the node.
+#[derive(Default)]
+struct Connection {
+    sender: Option<Sender>,
+}
+
+impl Connection {
+    async fn open(ctx: &Ctx) -> anyhow::Result<Sender> {
+        let stream = tokio::net::TcpStream::connect(&ctx.addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    /// Sends `req` and reads the whole answer; its status, or 0 when none came.
+    async fn send(&mut self, ctx: &Ctx, req: &Request) -> u16 {
+        match self.try_send(ctx, req).await {
+            Ok(status) => status,
+            Err(_) => {
+                self.sender = None;
+                0
+            }
+        }
+    }
+
+    async fn try_send(&mut self, ctx: &Ctx, req: &Request) -> anyhow::Result<u16> {
+        use http_body_util::BodyExt;
+        if self.sender.is_none() {
+            self.sender = Some(Self::open(ctx).await?);
+        }
+        let sender = self.sender.as_mut().expect("opened above");
+        sender.ready().await?;
+        let mut r = hyper::Request::builder()
+            .method(req.method.as_str())
+            .uri(&req.path)
+            .header("host", &ctx.addr);
+        if let Some(t) = &req.token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(key) = &req.idempotency_key {
+            r = r.header("idempotency-key", key);
+        }
+        let body = match &req.body {
+            Some(b) => {
+                r = r.header("content-type", "application/json");
+                bytes::Bytes::from(serde_json::to_vec(b)?)
+            }
+            None => bytes::Bytes::new(),
+        };
+        let resp = sender
+            .send_request(r.body(http_body_util::Full::new(body))?)
+            .await?;
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await?;
+        Ok(status)
+    }
+}
+
 /// A worker's measurements.
 struct Recorder {
     all: Histogram<u64>,
@@ -616,6 +687,7 @@ async fn phase(ctx: &Arc<Ctx>, scenario: Scenario, args: &BenchArgs) -> PhaseRep
         workers.push(tokio::spawn(async move {
             let mut me = Worker::new(&ctx, w, scenario);
             let mut rec = Recorder::new();
+            let mut conn = Connection::default();
             let mut k = 0u64;
             loop {
                 let scheduled = match interval {
@@ -629,25 +701,12 @@ async fn phase(ctx: &Arc<Ctx>, scenario: Scenario, args: &BenchArgs) -> PhaseRep
                 let Some(req) = me.next(&ctx, scenario) else {
                     break;
                 };
-                tokio::time::sleep_until(scheduled.into()).await;
-                let mut r = ctx.http.request(req.method, ctx.url(&req.path));
-                if let Some(t) = &req.token {
-                    r = r.bearer_auth(t);
+                // Only when ahead of schedule: tokio's timer has millisecond ticks, so
+                // even a sleep until now would cost up to a millisecond.
+                if scheduled > Instant::now() {
+                    tokio::time::sleep_until(scheduled.into()).await;
                 }
-                if let Some(b) = &req.body {
-                    r = r.json(b);
-                }
-                if let Some(key) = &req.idempotency_key {
-                    r = r.header("Idempotency-Key", key);
-                }
-                let status = match r.send().await {
-                    Ok(resp) => {
-                        let status = resp.status().as_u16();
-                        let _ = resp.bytes().await;
-                        status
-                    }
-                    Err(_) => 0,
-                };
+                let status = conn.send(&ctx, &req).await;
                 let now = Instant::now();
                 rec.record(
                     now.duration_since(started).as_secs() as usize,
