@@ -266,7 +266,7 @@ impl Saga<'_> {
         let mut priced = Vec::with_capacity(lines.len());
         let mut unavailable = Vec::new();
         for (product_id, quantity) in &lines {
-            let product = node.products.read(product_id.clone()).await?.state;
+            let product = node.product(product_id).await?.state;
             match &product.details {
                 Some(d) if !product.archived => priced.push(Reserved {
                     product_id: product_id.clone(),

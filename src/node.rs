@@ -38,6 +38,8 @@ pub struct Node {
     pub reservation_ttl: std::time::Duration,
     pub auth: Auth,
     pub catalog: Arc<Catalog>,
+    /// Every product's latest durable state, for reads that need no shard round trip.
+    pub current_products: Arc<crate::catalog::current::CurrentProducts>,
     pub order_book: Arc<crate::projection::Projection<crate::order_book::OrderBook>>,
     pub currency: Currency,
     pub live: Arc<crate::live::Live>,
@@ -58,9 +60,15 @@ impl Node {
     ) -> Self {
         use crate::live::Change;
         let live = Arc::new(crate::live::Live::new(currency));
+        let current_products = Arc::new(crate::catalog::current::CurrentProducts::default());
+        let (current, to_live) = (current_products.clone(), live.observer(Change::Product));
+        let product_observer: ecommesh_actors::Observer<Product> = Arc::new(move |c| {
+            current.update(&c.id, c.seq, Arc::new(c.state.clone()));
+            to_live(c);
+        });
         Node {
             carts: runtime.observed_registry(Some(live.observer(Change::Cart))),
-            products: runtime.observed_registry(Some(live.observer(Change::Product))),
+            products: runtime.observed_registry(Some(product_observer)),
             orders: runtime.observed_registry(Some(live.observer(Change::Order))),
             customers: runtime.registry(),
             sessions: runtime.registry(),
@@ -69,6 +77,7 @@ impl Node {
             reservation_ttl: std::time::Duration::from_secs(900),
             auth,
             catalog: Arc::new(Catalog::new(runtime.store().shard_count())),
+            current_products,
             order_book: Arc::new(crate::projection::Projection::new(
                 runtime.store().shard_count(),
             )),
@@ -79,6 +88,32 @@ impl Node {
             ready: AtomicBool::new(false),
             metrics,
         }
+    }
+}
+
+impl Node {
+    /// A product's latest durable state: from memory, or read from its shard (once).
+    pub async fn product(
+        &self,
+        id: &str,
+    ) -> Result<
+        ecommesh_actors::Reply<Arc<ecommesh_actors::entities::product::ProductState>>,
+        ecommesh_actors::EntityError<ecommesh_actors::entities::product::ProductRejection>,
+    > {
+        if let Some(known) = self.current_products.get(id) {
+            return Ok(known);
+        }
+        let read = self.products.read(id.to_owned()).await?;
+        let reply = ecommesh_actors::Reply {
+            seq: read.seq,
+            state: Arc::new(read.state),
+        };
+        // Only products that exist: reads of made-up ids must not fill memory.
+        if reply.state.details.is_some() {
+            self.current_products
+                .update(id, reply.seq, reply.state.clone());
+        }
+        Ok(reply)
     }
 }
 

@@ -206,3 +206,43 @@ fn bad_input_gets_a_precise_4xx() {
     assert_eq!(cart["version"], 0);
     assert_eq!(http.get(node.url("/healthz")).send().unwrap().status(), 200);
 }
+
+#[test]
+fn every_read_after_an_acknowledged_write_shows_it() {
+    // Product reads are served from memory, updated before each write is acknowledged:
+    // a reader that heard of a write must never see the product without it.
+    let (_dir, data) = temp();
+    let node = common::start_with_admin(&data, &["--no-demo"]);
+    let http = client();
+    let admin = common::login(&http, &node, common::ADMIN_EMAIL, common::ADMIN_PASSWORD);
+    let p = common::create_product(&http, &node, &admin, "ryw-1", 100, 0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let http = client();
+                for _ in 0..50 {
+                    let acked: Value = http
+                        .post(node.url(&format!("/api/v1/products/{p}/restock")))
+                        .bearer_auth(&admin)
+                        .json(&json!({"quantity": 1}))
+                        .send()
+                        .unwrap()
+                        .json()
+                        .unwrap();
+                    let seen: Value = http
+                        .get(node.url(&format!("/api/v1/products/{p}")))
+                        .send()
+                        .unwrap()
+                        .json()
+                        .unwrap();
+                    let (a, b) = (&acked["stock"]["available"], &seen["stock"]["available"]);
+                    assert!(b.as_u64() >= a.as_u64(), "acknowledged {a}, then read {b}");
+                }
+            });
+        }
+    });
+    assert_eq!(
+        common::admin_stock(&http, &node, &admin, &p)["received"],
+        200
+    );
+}

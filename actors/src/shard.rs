@@ -80,8 +80,9 @@ pub struct Committed<E: Entity> {
     pub at_ms: u64,
 }
 
-/// Hears every durable change of one entity kind. It runs on the group-commit thread,
-/// so it must only hand the change on (e.g. into a channel), never block.
+/// Hears every durable change of one entity kind, before the command's caller is told:
+/// whatever it updates already shows the change when the caller gets its answer. It runs
+/// on the group-commit thread, so it must only hand the change on, never block.
 pub type Observer<E> = Arc<dyn Fn(Committed<E>) + Send + Sync>;
 
 /// When a reply may be sent.
@@ -405,11 +406,10 @@ impl<E: Entity> Shard<E> {
             _ => (None, None),
         };
         let batch = self.commit.on_durable(move |flushed| {
-            let durable = flushed.is_ok();
-            let _ = reply_to.send(flushed.map(|()| reply).map_err(EntityError::Storage));
-            if let (true, Some(observer), Some(c)) = (durable, observer, committed) {
+            if let (true, Some(observer), Some(c)) = (flushed.is_ok(), observer, committed) {
                 observer(c);
             }
+            let _ = reply_to.send(flushed.map(|()| reply).map_err(EntityError::Storage));
         });
         if wrote {
             if let Some(slot) = self.entities.get_mut(id) {

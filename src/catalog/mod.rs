@@ -1,5 +1,6 @@
 //! The catalog: its read model (search, filters, facets) and the demo data set.
 
+pub mod current;
 pub mod demo;
 pub mod index;
 
@@ -20,11 +21,10 @@ pub async fn product_name(node: &crate::node::Node, id: &str) -> String {
     match known {
         Some(name) => name,
         None => node
-            .products
-            .read(id.to_owned())
+            .product(id)
             .await
             .ok()
-            .and_then(|r| r.state.details.map(|d| d.name))
+            .and_then(|r| r.state.details.as_ref().map(|d| d.name.clone()))
             .unwrap_or_default(),
     }
 }

@@ -250,7 +250,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     super::carts::check_id("id", &id)?;
-    let reply = node.products.read(id.clone()).await?;
+    let reply = node.product(&id).await?;
     let now = ecommesh_persistence::now_ms();
     let mut v =
         view(&id, &reply.state, now).ok_or_else(|| ApiError::not_found("no such product"))?;
