@@ -87,7 +87,8 @@ fn cart_command() -> impl Strategy<Value = CartCommand> {
     prop_oneof![
         (pid.clone(), 0u32..400).prop_map(|(product_id, quantity)| CartCommand::AddItem {
             product_id,
-            quantity
+            quantity,
+            available: None,
         }),
         (pid.clone(), 0u32..400).prop_map(|(product_id, quantity)| CartCommand::SetQuantity {
             product_id,
@@ -157,6 +158,7 @@ fn recovery_replays_only_the_tail_after_the_snapshot() {
                 CartCommand::AddItem {
                     product_id: format!("p{}", i % 3),
                     quantity: 1,
+                    available: None,
                 },
                 0,
             )
@@ -175,6 +177,7 @@ fn a_snapshot_of_another_state_version_is_ignored() {
         CartCommand::AddItem {
             product_id: "p".into(),
             quantity: 2,
+            available: None,
         },
         0,
     )];

@@ -190,6 +190,7 @@ async fn passivated_entities_come_back_with_their_state() {
         let cmd = CartCommand::AddItem {
             product_id: format!("p{}", i % 4),
             quantity: i + 1,
+            available: None,
         };
         carts.execute("c1", cmd, None).await.unwrap();
     }

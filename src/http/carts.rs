@@ -4,8 +4,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use ecommesh_actors::entities::cart::{CartCommand, CartState};
-use ecommesh_actors::{Money, Reply};
+use ecommesh_actors::entities::cart::{CartCommand, CartRejection, CartState};
+use ecommesh_actors::{EntityError, Money, Reply};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -100,9 +100,8 @@ pub async fn view(node: &Node, reply: Reply<CartState>) -> Result<CartView, ApiE
     })
 }
 
-/// Refuses `wanted` units of a product that does not exist, is archived, or has fewer
-/// available.
-async fn check_available(node: &Node, product_id: &str, wanted: u64) -> Result<(), ApiError> {
+/// The units of a product on sale now; refuses one that does not exist or is archived.
+async fn on_sale(node: &Node, product_id: &str) -> Result<u64, ApiError> {
     check_id("product_id", product_id)?;
     let product = node.product(product_id).await?.state;
     if product.details.is_none() {
@@ -117,16 +116,26 @@ async fn check_available(node: &Node, product_id: &str, wanted: u64) -> Result<(
             format!("product {product_id} is no longer sold"),
         ));
     }
-    let available = product.available_at(ecommesh_persistence::now_ms());
+    Ok(product.available_at(ecommesh_persistence::now_ms()))
+}
+
+fn out_of_stock(product_id: &str, requested: u64, available: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "out_of_stock",
+        format!("only {available} of {product_id} available, {requested} wanted"),
+    )
+    .with("product_id", json!(product_id))
+    .with("requested", json!(requested))
+    .with("available", json!(available))
+}
+
+/// Refuses `wanted` units of a product that does not exist, is archived, or has fewer
+/// available.
+async fn check_available(node: &Node, product_id: &str, wanted: u64) -> Result<(), ApiError> {
+    let available = on_sale(node, product_id).await?;
     if wanted > available {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "out_of_stock",
-            format!("only {available} of {product_id} available, {wanted} wanted"),
-        )
-        .with("product_id", json!(product_id))
-        .with("requested", json!(wanted))
-        .with("available", json!(available)));
+        return Err(out_of_stock(product_id, wanted, available));
     }
     Ok(())
 }
@@ -151,22 +160,23 @@ pub async fn add_item(
         product_id,
         quantity,
     } = body.into_inner();
-    let cart = node.carts.read(caller.id.clone()).await?;
-    let in_cart = cart.state.items.get(&product_id).copied().unwrap_or(0) as u64;
-    check_available(&node, &product_id, in_cart + quantity as u64).await?;
-    // The availability check and the add are two steps: checkout re-checks for real.
-    let reply = node
-        .carts
-        .execute(
-            caller.id,
-            CartCommand::AddItem {
-                product_id,
-                quantity,
-            },
-            None,
-        )
-        .await?;
-    respond(&node, reply).await
+    // One step: the cart refuses the add if its line would exceed what is on sale (an
+    // advisory check: checkout holds stock for real).
+    let available = on_sale(&node, &product_id).await?;
+    let add = CartCommand::AddItem {
+        product_id,
+        quantity,
+        available: Some(available),
+    };
+    match node.carts.execute(caller.id, add, None).await {
+        Ok(reply) => respond(&node, reply).await,
+        Err(EntityError::Rejected(CartRejection::OutOfStock {
+            product_id,
+            requested,
+            available,
+        })) => Err(out_of_stock(&product_id, requested, available)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[utoipa::path(patch, path = "/api/v1/cart/items/{product_id}", tag = "cart", params(("product_id" = String, Path, description = "Product id")), request_body = SetQuantity, security(("bearer" = [])), responses((status = 200, description = "Changed", body = CartView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]

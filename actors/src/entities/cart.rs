@@ -32,6 +32,10 @@ pub enum CartCommand {
     AddItem {
         product_id: String,
         quantity: u32,
+        /// The units on sale, as the caller last saw them: the add is refused if the line
+        /// would hold more. Advisory (checkout holds stock for real), but it lets the cart
+        /// check in one step what would otherwise need a read of the cart first.
+        available: Option<u64>,
     },
     /// Sets a line's quantity; 0 removes the line.
     SetQuantity {
@@ -68,6 +72,12 @@ pub enum CartRejection {
     },
     #[error("product {product_id} is not in the cart")]
     NotInCart { product_id: String },
+    #[error("only {available} of {product_id} available, {requested} wanted")]
+    OutOfStock {
+        product_id: String,
+        requested: u64,
+        available: u64,
+    },
 }
 
 impl Rejection for CartRejection {
@@ -78,6 +88,7 @@ impl Rejection for CartRejection {
             }
             CartRejection::TooManyLines | CartRejection::LineLimit { .. } => "cart_limit",
             CartRejection::NotInCart { .. } => "not_found",
+            CartRejection::OutOfStock { .. } => "out_of_stock",
         }
     }
     fn kind(&self) -> RejectionKind {
@@ -89,6 +100,7 @@ impl Rejection for CartRejection {
                 RejectionKind::Conflict
             }
             CartRejection::NotInCart { .. } => RejectionKind::NotFound,
+            CartRejection::OutOfStock { .. } => RejectionKind::Conflict,
         }
     }
 }
@@ -120,6 +132,7 @@ impl Entity for Cart {
             AddItem {
                 product_id,
                 quantity,
+                available,
             } => {
                 check_product_id(product_id)?;
                 if *quantity == 0 || *quantity > MAX_LINE_QUANTITY {
@@ -138,6 +151,16 @@ impl Entity for Cart {
                         current,
                         max: MAX_LINE_QUANTITY,
                     });
+                }
+                let requested = (current + quantity) as u64;
+                if let Some(available) = *available {
+                    if requested > available {
+                        return Err(CartRejection::OutOfStock {
+                            product_id: product_id.clone(),
+                            requested,
+                            available,
+                        });
+                    }
                 }
                 Ok(vec![CartEvent::ItemAdded {
                     product_id: product_id.clone(),
@@ -246,6 +269,7 @@ mod tests {
                 AddItem {
                     product_id: "p".into(),
                     quantity: q,
+                    available: None,
                 },
             )
             .unwrap_err();
@@ -256,11 +280,30 @@ mod tests {
                 &[],
                 AddItem {
                     product_id: "".into(),
-                    quantity: 1
+                    quantity: 1,
+                    available: None,
                 }
             )
             .unwrap_err(),
             CartRejection::InvalidProductId
+        );
+    }
+
+    #[test]
+    fn an_add_beyond_the_stock_seen_is_refused() {
+        let add = |quantity, available| AddItem {
+            product_id: "p".into(),
+            quantity,
+            available: Some(available),
+        };
+        assert!(when::<Cart>(&[added("p", 2)], add(3, 5)).is_ok());
+        assert_eq!(
+            when::<Cart>(&[added("p", 2)], add(4, 5)).unwrap_err(),
+            CartRejection::OutOfStock {
+                product_id: "p".into(),
+                requested: 6,
+                available: 5
+            }
         );
     }
 
@@ -271,6 +314,7 @@ mod tests {
             AddItem {
                 product_id: "p".into(),
                 quantity: 10,
+                available: None,
             },
         )
         .unwrap_err();
@@ -292,7 +336,8 @@ mod tests {
                 &history,
                 AddItem {
                     product_id: "new".into(),
-                    quantity: 1
+                    quantity: 1,
+                    available: None,
                 }
             )
             .unwrap_err(),
@@ -303,7 +348,8 @@ mod tests {
             &history,
             AddItem {
                 product_id: "p0".into(),
-                quantity: 1
+                quantity: 1,
+                available: None,
             }
         )
         .is_ok());
