@@ -171,7 +171,10 @@ fn bad_input_gets_a_precise_4xx() {
         )),
         422,
     );
-    assert!(b["detail"].as_str().unwrap().contains("between 1 and 999"), "{b}");
+    assert!(
+        b["detail"].as_str().unwrap().contains("between 1 and 999"),
+        "{b}"
+    );
     problem(
         post(r#"{"product_id": "p", "quantity": 99999999999999999999}"#),
         422,
