@@ -453,3 +453,40 @@ async fn the_observer_hears_every_durable_change_in_order_and_nothing_else() {
     assert_eq!(heard.lock().len(), 100);
     assert!(rt.shutdown().is_err());
 }
+
+#[actix_rt::test]
+async fn an_unflushed_write_is_heard_and_shown_only_once_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultStore::new(open(&dir, 2)));
+    let rt = Runtime::start(faults.clone(), config());
+    let heard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sink = heard.clone();
+    let observer: ecommesh_actors::Observer<Counter> = Arc::new(move |_| {
+        sink.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let counters = rt.observed_registry::<Counter>(Some(observer));
+    faults.set_flush_delay(Duration::from_millis(300));
+    let r = counters
+        .execute_unflushed("c", CounterCmd::Add(2), None)
+        .await
+        .unwrap();
+    assert_eq!((r.seq, r.state), (1, 2), "answered with the appended state");
+    assert_eq!(
+        heard.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "not durable yet"
+    );
+    rt.group_commit().request().await.unwrap();
+    assert_eq!(heard.load(std::sync::atomic::Ordering::SeqCst), 1);
+    faults.set_flush_delay(Duration::ZERO);
+    // A write whose flush fails: the caller's barrier fails, nobody hears it or sees it.
+    faults.fail_flushes(true);
+    assert!(counters
+        .execute_unflushed("c", CounterCmd::Add(5), None)
+        .await
+        .is_ok());
+    assert!(rt.group_commit().request().await.is_err());
+    assert!(counters.read("c").await.is_err());
+    assert_eq!(heard.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(rt.shutdown().is_err());
+}
