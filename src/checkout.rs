@@ -297,12 +297,7 @@ impl Saga<'_> {
                 request_hash: request_hash.clone(),
             }),
         };
-        // The writes up to the charge are waited for once, just before it (below).
-        let placed = match node
-            .orders
-            .execute_unflushed(self.id.to_owned(), place, None)
-            .await
-        {
+        let placed = match node.orders.execute(self.id.to_owned(), place, None).await {
             Ok(reply) => reply.state,
             Err(EntityError::Rejected(
                 ecommesh_actors::entities::order::OrderRejection::AlreadyPlaced,
@@ -324,13 +319,8 @@ impl Saga<'_> {
             }
         };
         let total = placed.total.expect("a placed order has a total");
-        // The order and its holds are durable before any money moves, so that whatever
-        // happens next, the reconciler finds an order to finish or undo.
-        self.durable().await?;
 
-        // 4. Charge, and record the answer before acting on it. From here on the writes
-        //    are waited for once, before answering: sled keeps a prefix of its log, so
-        //    none of them can survive a crash without the ones before it.
+        // 4. Charge, and record the answer before acting on it.
         let provider = &node.payment_provider;
         let outcome = match provider
             .charge(self.id, total, request.payment.token.trim())
@@ -359,7 +349,7 @@ impl Saga<'_> {
         };
         let payment = node
             .payments
-            .execute_unflushed(self.id.to_owned(), record, None)
+            .execute(self.id.to_owned(), record, None)
             .await?
             .state;
         let charge_id = match payment.outcome {
@@ -380,7 +370,7 @@ impl Saga<'_> {
             };
             if let Err(e) = node
                 .products
-                .execute_unflushed(r.product_id.clone(), commit, None)
+                .execute(r.product_id.clone(), commit, None)
                 .await
             {
                 // The hold expired and the stock went elsewhere: give the money back.
@@ -408,7 +398,7 @@ impl Saga<'_> {
         };
         let paid = match node
             .orders
-            .execute_unflushed(self.id.to_owned(), mark_paid, None)
+            .execute(self.id.to_owned(), mark_paid, None)
             .await
         {
             Ok(paid) => paid,
@@ -425,24 +415,14 @@ impl Saga<'_> {
         // Clear the cart only if it is still the version that was bought.
         let _ = node
             .carts
-            .execute_unflushed(
+            .execute(
                 self.customer.to_owned(),
                 ecommesh_actors::entities::cart::CartCommand::Clear,
                 Some(cart.seq),
             )
             .await;
-        self.durable().await?;
         metrics::counter!("ecommesh_checkouts_total", "outcome" => "paid").increment(1);
         Ok(HttpResponse::Created().json(order_view(node, self.id, &paid.state).await?))
-    }
-
-    /// Waits until every write made so far is durable.
-    async fn durable(&self) -> Result<(), ApiError> {
-        self.node
-            .commit
-            .request()
-            .await
-            .map_err(|e| EntityError::<ProductRejection>::Storage(e).into())
     }
 
     /// Holds every line concurrently. On any failure returns what it did hold (for the
@@ -462,9 +442,7 @@ impl Saga<'_> {
                     ttl_ms,
                 };
                 let product_id = l.product_id.clone();
-                actix_web::rt::spawn(async move {
-                    products.execute_unflushed(product_id, cmd, None).await
-                })
+                actix_web::rt::spawn(async move { products.execute(product_id, cmd, None).await })
             })
             .collect();
         let mut held = Vec::new();

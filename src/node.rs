@@ -42,8 +42,6 @@ pub struct Node {
     pub current_products: Arc<crate::catalog::current::CurrentProducts>,
     pub order_book: Arc<crate::projection::Projection<crate::order_book::OrderBook>>,
     pub currency: Currency,
-    /// The journal's group commit: one wait for several writes (see `checkout`).
-    pub commit: ecommesh_persistence::GroupCommit,
     pub live: Arc<crate::live::Live>,
     pub live_settings: crate::live::LiveSettings,
     pub shards: u32,
@@ -84,7 +82,6 @@ impl Node {
                 runtime.store().shard_count(),
             )),
             currency,
-            commit: runtime.group_commit().clone(),
             live,
             live_settings: crate::live::LiveSettings::default(),
             shards: runtime.store().shard_count(),
