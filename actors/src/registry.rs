@@ -201,29 +201,6 @@ impl<E: Entity> Registry<E> {
             id,
             command,
             expected_seq,
-            wait_durable: true,
-            reply_to,
-        })
-        .await
-    }
-
-    /// Runs `command` on entity `id`; resolves once its events are appended, before they
-    /// are durable. For a caller that makes several writes and then waits once for all of
-    /// them (`GroupCommit::request` covers every append that has returned) before acting
-    /// outside on them or answering anyone.
-    pub async fn execute_unflushed(
-        &self,
-        id: impl Into<String>,
-        command: E::Command,
-        expected_seq: Option<u64>,
-    ) -> Outcome<E> {
-        let id = id.into();
-        let shard = self.shard_of(&id);
-        self.send(shard, |reply_to| Execute {
-            id,
-            command,
-            expected_seq,
-            wait_durable: false,
             reply_to,
         })
         .await

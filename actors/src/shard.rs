@@ -49,10 +49,6 @@ pub struct Execute<E: Entity> {
     pub id: String,
     pub command: E::Command,
     pub expected_seq: Option<u64>,
-    /// False: answer once the events are appended, before they are durable, for a caller
-    /// that waits for durability itself (`GroupCommit::request`) before acting outside on
-    /// what it was told. The observer still hears the change only once it is durable.
-    pub wait_durable: bool,
     pub reply_to: ReplyTo<E>,
 }
 
@@ -392,7 +388,7 @@ impl<E: Entity> Shard<E> {
     }
 
     /// Sends the outcome now, or hands it to group commit to send once it is durable.
-    fn respond(&mut self, id: &str, pending: Pending<E>, reply_to: ReplyTo<E>, wait: bool) {
+    fn respond(&mut self, id: &str, pending: Pending<E>, reply_to: ReplyTo<E>) {
         let (reply, durable) = match pending {
             Ok(p) => p,
             Err(e) => {
@@ -409,19 +405,11 @@ impl<E: Entity> Shard<E> {
             Durable::AfterWrite(Some(c)) => (self.observer.clone(), Some(c)),
             _ => (None, None),
         };
-        let reply_to = if wait {
-            Some(reply_to)
-        } else {
-            let _ = reply_to.send(Ok(reply.clone()));
-            None
-        };
         let batch = self.commit.on_durable(move |flushed| {
             if let (true, Some(observer), Some(c)) = (flushed.is_ok(), observer, committed) {
                 observer(c);
             }
-            if let Some(reply_to) = reply_to {
-                let _ = reply_to.send(flushed.map(|()| reply).map_err(EntityError::Storage));
-            }
+            let _ = reply_to.send(flushed.map(|()| reply).map_err(EntityError::Storage));
         });
         if wrote {
             if let Some(slot) = self.entities.get_mut(id) {
@@ -495,7 +483,7 @@ impl<E: Entity> Handler<Execute<E>> for Shard<E> {
     fn handle(&mut self, msg: Execute<E>, _: &mut Self::Context) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
         let pending = self.contained(&msg.id, |shard| shard.execute(&msg));
-        self.respond(&msg.id, pending, msg.reply_to, msg.wait_durable);
+        self.respond(&msg.id, pending, msg.reply_to);
     }
 }
 
@@ -505,7 +493,7 @@ impl<E: Entity> Handler<Read<E>> for Shard<E> {
     fn handle(&mut self, msg: Read<E>, _: &mut Self::Context) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
         let pending = self.contained(&msg.id, |shard| shard.read(&msg.id));
-        self.respond(&msg.id, pending, msg.reply_to, true);
+        self.respond(&msg.id, pending, msg.reply_to);
     }
 }
 
