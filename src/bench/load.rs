@@ -16,7 +16,6 @@
 //! the benchmark knows the node's token secret and mints their access tokens.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -769,36 +768,45 @@ async fn phase(ctx: &Arc<Ctx>, scenario: Scenario, args: &BenchArgs) -> PhaseRep
     }
 }
 
+impl PhaseReport {
+    /// The figures of the table: scenario, requests, errors, req/s, x ping, p50, p90, p99,
+    /// p99.9, max (ms).
+    pub fn cells(&self) -> [String; 10] {
+        let errors: u64 = self.errors.values().sum();
+        [
+            self.scenario.clone(),
+            self.requests.to_string(),
+            errors.to_string(),
+            format!("{:.0}", self.per_sec),
+            format!("{:.2}", self.vs_ping),
+            format!("{:.2}", self.p50_ms),
+            format!("{:.2}", self.p90_ms),
+            format!("{:.2}", self.p99_ms),
+            format!("{:.2}", self.p999_ms),
+            format!("{:.2}", self.max_ms),
+        ]
+    }
+}
+
+/// Column titles, as `cells` orders them.
+pub const COLUMNS: [&str; 10] = [
+    "scenario", "requests", "errors", "req/s", "x ping", "p50 ms", "p90 ms", "p99 ms", "p99.9",
+    "max ms",
+];
+
 fn print_table(phases: &[PhaseReport]) {
-    println!(
-        "{:<15} {:>9} {:>7} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "scenario",
-        "requests",
-        "errors",
-        "req/s",
-        "x ping",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "p99.9",
-        "max ms"
-    );
+    const WIDTHS: [usize; 10] = [15, 9, 7, 10, 7, 8, 8, 8, 8, 8];
+    let line = |cells: &[String]| {
+        let mut out = format!("{:<w$}", cells[0], w = WIDTHS[0]);
+        for (c, w) in cells.iter().zip(WIDTHS).skip(1) {
+            out.push_str(&format!(" {c:>w$}"));
+        }
+        println!("{out}");
+    };
+    line(&COLUMNS.map(String::from));
     for p in phases {
-        let errors: u64 = p.errors.values().sum();
-        println!(
-            "{:<15} {:>9} {:>7} {:>10.0} {:>7.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-            p.scenario,
-            p.requests,
-            errors,
-            p.per_sec,
-            p.vs_ping,
-            p.p50_ms,
-            p.p90_ms,
-            p.p99_ms,
-            p.p999_ms,
-            p.max_ms
-        );
-        if errors > 0 {
+        line(&p.cells());
+        if p.errors.values().sum::<u64>() > 0 {
             println!("{:<15} errors by status: {:?}", "", p.errors);
         }
     }
@@ -876,28 +884,4 @@ async fn check(ctx: &Ctx, paid_before: u64) -> anyhow::Result<Vec<Check>> {
         detail: format!("{sold} sold, {units} in carts checked out"),
     });
     Ok(checks)
-}
-
-/// For `report.rs`: the figures of a phase as a Markdown table row.
-pub fn markdown_row(p: &PhaseReport) -> String {
-    let errors: u64 = p.errors.values().sum();
-    format!(
-        "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-        p.scenario,
-        p.requests,
-        errors,
-        p.per_sec,
-        p.vs_ping,
-        p.p50_ms,
-        p.p90_ms,
-        p.p99_ms,
-        p.p999_ms,
-        p.max_ms
-    )
-}
-
-/// Whether `path` is a directory a report can be written to.
-pub fn writable_dir(path: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(path)
-        .with_context(|| format!("cannot create the report directory {}", path.display()))
 }

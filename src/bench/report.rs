@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
-use super::load::{markdown_row, writable_dir, Report};
+use super::load::{PhaseReport, Report, COLUMNS};
 
 pub fn write(dir: &Path, report: &Report) -> anyhow::Result<()> {
     writable_dir(dir)?;
@@ -25,11 +25,8 @@ fn markdown(r: &Report) -> String {
          over that of `ping` (a trivial JSON endpoint of the same server) in the same run.\n",
         r.date, r.machine, r.mode, r.connections
     );
-    let _ = writeln!(
-        md,
-        "| scenario | requests | errors | req/s | x ping | p50 | p90 | p99 | p99.9 | max |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "| {} |", COLUMNS.join(" | "));
+    let _ = writeln!(md, "|{}", "---|".repeat(COLUMNS.len()));
     for p in &r.phases {
         let _ = writeln!(md, "{}", markdown_row(p));
     }
@@ -111,4 +108,14 @@ fn plot(path: &Path, r: &Report) -> anyhow::Result<()> {
     }
     root.present().context("writing the plot")?;
     Ok(())
+}
+
+/// The figures of a phase as a Markdown table row.
+fn markdown_row(p: &PhaseReport) -> String {
+    format!("| {} |", p.cells().join(" | "))
+}
+
+fn writable_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path)
+        .with_context(|| format!("cannot create the report directory {}", path.display()))
 }
