@@ -47,13 +47,14 @@ fn storefront_and_dashboard_work_live_in_a_real_browser() {
     );
     assert_eq!(
         report.matches("\nok ").count() + report.starts_with("ok ") as usize,
-        4
+        5
     );
     for name in [
         "sold_out_reaches_the_other_shopper",
         "cart_syncs_across_tabs",
         "dashboard_sees_the_sale",
         "full_flow",
+        "admin_manages_catalog_and_orders",
     ] {
         let png = std::fs::read(format!("{shots}/{name}.png")).expect("a screenshot per scenario");
         assert_eq!(&png[1..4], b"PNG");

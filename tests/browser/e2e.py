@@ -268,7 +268,61 @@ def full_flow(ctx):
     return d
 
 
-SCENARIOS = [sold_out_reaches_the_other_shopper, cart_syncs_across_tabs, dashboard_sees_the_sale, full_flow]
+def admin_manages_catalog_and_orders(ctx):
+    """The admin restocks, edits and creates a product, then ships and delivers an order;
+    each change shows at once, though the lists behind them are read models."""
+    shop, base = ctx.shop, ctx.base
+    pid = shop.product(ctx.admin, "adm-lamp", 3, name="Admin Test Lamp")
+    buyer = shop.register("adm@e2e.test")["access_token"]
+    shop.call("POST", "/cart/items", {"product_id": pid, "quantity": 1}, buyer)
+    order = shop.checkout(buyer)["id"]
+    d = browser()
+    ctx.drivers.append(d)
+    d.get(base + "/admin")
+    d.find_element(By.ID, "email").send_keys(ctx.admin_email)
+    d.find_element(By.ID, "password").send_keys(ctx.admin_password)
+    d.find_element(By.ID, "signin-submit").click()
+    wait(d, 5, lambda d: d.find_elements(By.ID, "tab-products"), "the dashboard opens")
+    d.find_element(By.ID, "tab-products").click()
+    d.find_element(By.ID, "product-search").send_keys("Admin Test Lamp\n")
+    rows = "#products tr[data-product]"
+    wait(d, 5, lambda d: len(d.find_elements(By.CSS_SELECTOR, rows)) == 1, "the search finds the lamp")
+    qty = d.find_element(By.CSS_SELECTOR, rows + " .restock-form input")
+    qty.clear()
+    qty.send_keys("7")
+    d.find_element(By.CSS_SELECTOR, rows + " .restock-form button").click()
+    wait(d, 5, lambda d: text_of(d, rows + " .available") == "9", "2 left + 7 restocked = 9 available")
+    assert text_of(d, rows + " .sold") == "1", "one sold"
+    d.find_element(By.XPATH, "//tr[@data-product]//button[text()='Edit']").click()
+    price = d.find_element(By.ID, "p-price")
+    price.clear()
+    price.send_keys("12.34")
+    d.find_element(By.CSS_SELECTOR, "#edit-product button[type=submit]").click()
+    wait(d, 5, lambda d: "$12.34" in text_of(d, "#products"), "the new price shows")
+    d.find_element(By.ID, "new-product").click()
+    for field, value in [("p-sku", "adm-new"), ("p-name", "Brand New Lamp"), ("p-category", "lamps"),
+                         ("p-brand", "Acme"), ("p-price", "5.5"), ("p-stock", "4")]:
+        e = d.find_element(By.ID, field)
+        e.clear()
+        e.send_keys(value)
+    d.find_element(By.CSS_SELECTOR, "#create-product button[type=submit]").click()
+    wait(d, 5, lambda d: "Brand New Lamp created." in text_of(d, "#messages"), "the product is created")
+    d.find_element(By.ID, "tab-orders").click()
+    row = f"tr[data-order='{order}']"
+    wait(d, 5, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the order is listed")
+    d.find_element(By.CSS_SELECTOR, row + " input[name=carrier]").send_keys("UPS")
+    d.find_element(By.CSS_SELECTOR, row + " input[name=tracking]").send_keys("1Z999")
+    d.find_element(By.XPATH, f"//tr[@data-order='{order}']//button[text()='Ship']").click()
+    wait(d, 5, lambda d: text_of(d, row + " .status").lower() == "shipped", "the order is shipped")
+    d.find_element(By.XPATH, f"//tr[@data-order='{order}']//button[text()='Mark delivered']").click()
+    wait(d, 5, lambda d: text_of(d, row + " .status").lower() == "delivered", "the order is delivered")
+    created = shop.call("GET", "/products?q=brand+new+lamp", None, ctx.admin)
+    assert created["items"] and created["items"][0]["price"]["amount"] == 550, created
+    return d
+
+
+SCENARIOS = [sold_out_reaches_the_other_shopper, cart_syncs_across_tabs, dashboard_sees_the_sale, full_flow,
+             admin_manages_catalog_and_orders]
 
 
 class Context:

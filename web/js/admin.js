@@ -196,7 +196,7 @@ function restockForm(id, suggested) {
         try {
           await api("POST", `/products/${encodeURIComponent(id)}/restock`, { quantity });
           notify(`Restocked ${quantity}.`);
-          if (tab === "products") loadProducts();
+          refreshStock(id);
         } catch (err) {
           notify(err.message, "error");
         }
@@ -236,10 +236,19 @@ function productForm(p) {
           price: { amount: cents, currency },
         };
         try {
-          if (editing) await api("PATCH", `/products/${encodeURIComponent(p.id)}`, body);
-          else await api("POST", "/products", { ...body, sku: f.sku.value, stock: Number(f.stock.value) });
-          notify(editing ? "Saved." : "Product created.");
-          loadProducts();
+          if (editing) {
+            const now = await api("PATCH", `/products/${encodeURIComponent(p.id)}`, body);
+            notify("Saved.");
+            const row = document.querySelector(`#products tr[data-product="${CSS.escape(p.id)}"]`);
+            if (row) row.replaceWith(productRow(now));
+            refreshStock(p.id);
+          } else {
+            const created = await api("POST", "/products", { ...body, sku: f.sku.value, stock: Number(f.stock.value) });
+            notify(`${created.name} created.`);
+            // The list is a read model that trails a write by up to 100 ms.
+            setTimeout(loadProducts, 300);
+          }
+          f.closest("#product-editor")?.replaceChildren();
         } catch (err) {
           error.textContent = err.message;
         }
@@ -259,6 +268,49 @@ function productForm(p) {
   );
 }
 
+/** Archives on the second click: the first asks for confirmation. */
+async function archiveProduct(p, button) {
+  if (button.dataset.confirm !== "yes") {
+    button.dataset.confirm = "yes";
+    button.textContent = "Really archive?";
+    return;
+  }
+  try {
+    await api("DELETE", `/products/${encodeURIComponent(p.id)}`);
+    notify(`${p.name} archived.`);
+    button.closest("tr")?.remove();
+  } catch (e) {
+    notify(e.message, "error");
+  }
+}
+
+function productRow(p) {
+  const edit = () => {
+    const editor = document.getElementById("product-editor");
+    editor.replaceChildren(productForm(p));
+    editor.querySelector("input").focus();
+  };
+  return el(
+    "tr",
+    { "data-product": p.id },
+    el("td", {}, p.name, el("div", { class: "hint" }, `${p.brand} · ${p.category}`)),
+    el("td", {}, p.sku),
+    el("td", {}, formatMoney(p.price)),
+    el("td", { class: "available" }, p.stock.available),
+    el("td", { class: "reserved" }, "…"),
+    el("td", { class: "sold" }, "…"),
+    el(
+      "td",
+      {},
+      el("button", { type: "button", class: "secondary", onclick: edit }, "Edit"),
+      " ",
+      restockForm(p.id, 10),
+      " ",
+      el("button", { type: "button", class: "danger", onclick: (e) => archiveProduct(p, e.target) }, "Archive"),
+    ),
+  );
+}
+
 async function loadProducts() {
   const box = document.getElementById("products");
   if (!box) return;
@@ -271,21 +323,6 @@ async function loadProducts() {
     box.replaceChildren(el("p", { class: "form-error", role: "alert" }, e.message));
     return;
   }
-  const editor = document.getElementById("product-editor");
-  const archive = async (p, button) => {
-    if (button.dataset.confirm !== "yes") {
-      button.dataset.confirm = "yes";
-      button.textContent = "Really archive?";
-      return;
-    }
-    try {
-      await api("DELETE", `/products/${encodeURIComponent(p.id)}`);
-      notify(`${p.name} archived.`);
-      loadProducts();
-    } catch (e) {
-      notify(e.message, "error");
-    }
-  };
   box.replaceChildren(
     el(
       "table",
@@ -294,27 +331,7 @@ async function loadProducts() {
       el(
         "tbody",
         {},
-        list.items.map((p) =>
-          el(
-            "tr",
-            { "data-product": p.id },
-            el("td", {}, p.name, el("div", { class: "hint" }, `${p.brand} · ${p.category}`)),
-            el("td", {}, p.sku),
-            el("td", {}, formatMoney(p.price)),
-            el("td", { class: "available" }, p.stock.available),
-            el("td", {}, p.stock.reserved ?? ""),
-            el("td", {}, p.stock.sold ?? ""),
-            el(
-              "td",
-              {},
-              el("button", { type: "button", class: "secondary", onclick: () => { editor.replaceChildren(productForm(p)); editor.querySelector("input").focus(); } }, "Edit"),
-              " ",
-              restockForm(p.id, 10),
-              " ",
-              el("button", { type: "button", class: "danger", onclick: (e) => archive(p, e.target) }, "Archive"),
-            ),
-          ),
-        ),
+        list.items.map(productRow),
       ),
     ),
     el(
@@ -325,6 +342,7 @@ async function loadProducts() {
       el("button", { class: "secondary", disabled: productQuery.page * 20 >= list.total, onclick: () => { productQuery.page++; loadProducts(); } }, "Next"),
     ),
   );
+  list.items.forEach((p) => refreshStock(p.id));
 }
 
 function showProducts() {
@@ -347,15 +365,37 @@ function showProducts() {
   loadProducts();
 }
 
+/** Fills a product row with its stock as the product itself says (the list is a read
+ * model that may trail a write by a moment, and shows only what is available). */
+async function refreshStock(id) {
+  const row = document.querySelector(`#products tr[data-product="${CSS.escape(id)}"]`);
+  if (!row) return;
+  try {
+    const p = await api("GET", `/products/${encodeURIComponent(id)}`);
+    row.querySelector(".available").textContent = p.stock.available;
+    row.querySelector(".reserved").textContent = p.stock.reserved ?? "";
+    row.querySelector(".sold").textContent = p.stock.sold ?? "";
+  } catch (e) {
+    notify(e.message, "error");
+  }
+}
+
 // ---------- orders ----------
 
 let orderStatus = "";
 
 async function orderAction(o, action, body) {
   try {
-    await api("POST", `/admin/orders/${encodeURIComponent(o.id)}/${action}`, body);
+    const now = await api("POST", `/admin/orders/${encodeURIComponent(o.id)}/${action}`, body);
     notify(`Order ${o.id}: ${action.replace("-", " ")} done.`);
-    loadOrders();
+    // The list is a read model that may trail the write by a moment: show the answer.
+    const row = document.querySelector(`#orders tr[data-order="${CSS.escape(o.id)}"]`);
+    if (row) {
+      const status = row.querySelector(".status");
+      status.className = `status ${now.status}`;
+      status.textContent = now.status.replace("_", " ");
+      row.lastElementChild.replaceChildren(actionsFor({ ...o, status: now.status }));
+    }
   } catch (e) {
     notify(e.message, "error");
   }
