@@ -105,12 +105,33 @@ fn event_names<E: Entity>(events: &[E::Event]) -> String {
     names.join(",")
 }
 
-fn frame<E: Entity>(c: &Committed<E>, text: bytestring::ByteString) -> Frame {
-    Frame {
+/// Renders change `c` as an `update` of `topic` (its new state: `data`) and publishes it
+/// on `channel`, with the entity's sequence numbers.
+fn publish_change<E: Entity>(
+    node: &Node,
+    channel: &str,
+    topic: &str,
+    event: &str,
+    id: Option<&str>,
+    c: &Committed<E>,
+    data: &impl serde::Serialize,
+) {
+    let text = Update {
+        kind: "update",
+        topic,
+        event,
+        id,
+        seq: c.seq,
+        prev_seq: Some(c.prev_seq),
+        data,
+    }
+    .render();
+    let frame = Frame {
         entity: Some(c.id.as_ref().into()),
         seq: c.seq,
         text,
-    }
+    };
+    node.live.hub.publish(channel, frame);
 }
 
 fn product(node: &Node, c: &Committed<Product>) {
@@ -121,17 +142,7 @@ fn product(node: &Node, c: &Committed<Product>) {
     let hub = &node.live.hub;
     let channel = product_channel(id);
     if hub.has_subscribers(&channel) {
-        let text = Update {
-            kind: "update",
-            topic: &channel,
-            event: &event,
-            id: Some(id),
-            seq: c.seq,
-            prev_seq: Some(c.prev_seq),
-            data: &view,
-        }
-        .render();
-        hub.publish(&channel, frame(c, text));
+        publish_change(node, &channel, &channel, &event, Some(id), c, &view);
     }
     let listed = c.events.iter().any(|e| {
         matches!(
@@ -140,17 +151,7 @@ fn product(node: &Node, c: &Committed<Product>) {
         )
     });
     if listed && hub.has_subscribers("catalog") {
-        let text = Update {
-            kind: "update",
-            topic: "catalog",
-            event: &event,
-            id: Some(id),
-            seq: c.seq,
-            prev_seq: Some(c.prev_seq),
-            data: &view,
-        }
-        .render();
-        hub.publish("catalog", frame(c, text));
+        publish_change(node, "catalog", "catalog", &event, Some(id), c, &view);
     }
     low_stock(node, c, now);
 }
@@ -184,17 +185,15 @@ fn low_stock(node: &Node, c: &Committed<Product>, now: u64) {
         (false, None) => return,
     };
     drop(list);
-    let text = Update {
-        kind: "update",
-        topic: "admin:stock",
+    publish_change(
+        node,
+        "admin:stock",
+        "admin:stock",
         event,
-        id: Some(&c.id),
-        seq: c.seq,
-        prev_seq: Some(c.prev_seq),
-        data: &entry,
-    }
-    .render();
-    node.live.hub.publish("admin:stock", frame(c, text));
+        Some(&c.id),
+        c,
+        &entry,
+    );
 }
 
 /// Tells a channel's subscribers to subscribe again because an update could not be
@@ -233,17 +232,7 @@ async fn cart(node: &Node, c: Committed<Cart>) {
     };
     match crate::http::carts::view(node, reply).await {
         Ok(view) => {
-            let text = Update {
-                kind: "update",
-                topic: "cart",
-                event: &event,
-                id: None,
-                seq: c.seq,
-                prev_seq: Some(c.prev_seq),
-                data: &view,
-            }
-            .render();
-            node.live.hub.publish(&channel, frame(&c, text));
+            publish_change(node, &channel, "cart", &event, None, &c, &view);
         }
         Err(e) => resync(node, &channel, "cart", &e.detail),
     }
@@ -256,17 +245,7 @@ async fn order(node: &Node, c: &Committed<Order>) {
     if node.live.hub.has_subscribers(&channel) {
         match crate::http::orders::order_view(node, id, &c.state).await {
             Ok(view) => {
-                let text = Update {
-                    kind: "update",
-                    topic: "orders",
-                    event: &event,
-                    id: Some(id),
-                    seq: c.seq,
-                    prev_seq: Some(c.prev_seq),
-                    data: &view,
-                }
-                .render();
-                node.live.hub.publish(&channel, frame(c, text));
+                publish_change(node, &channel, "orders", &event, Some(id), c, &view);
             }
             Err(e) => resync(node, &channel, "orders", &e.detail),
         }
@@ -283,17 +262,7 @@ async fn order(node: &Node, c: &Committed<Order>) {
         // comes before the first tick that counts it.
         let mut board = node.live.sales.lock();
         board.record(&sale);
-        let text = Update {
-            kind: "update",
-            topic: "admin:sales",
-            event: kind,
-            id: Some(id),
-            seq: c.seq,
-            prev_seq: Some(c.prev_seq),
-            data: &sale,
-        }
-        .render();
-        node.live.hub.publish("admin:sales", frame(c, text));
+        publish_change(node, "admin:sales", "admin:sales", kind, Some(id), c, &sale);
         drop(board);
     }
 }
