@@ -63,7 +63,7 @@ impl Node {
         let current_products = Arc::new(crate::catalog::current::CurrentProducts::default());
         let (current, to_live) = (current_products.clone(), live.observer(Change::Product));
         let product_observer: ecommesh_actors::Observer<Product> = Arc::new(move |c| {
-            current.update(&c.id, c.seq, Arc::new(c.state.clone()));
+            current.update(&c.id, c.seq, c.state.clone());
             to_live(c);
         });
         Node {

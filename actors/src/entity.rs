@@ -34,7 +34,15 @@ pub trait Entity: Send + Unpin + 'static {
     /// the entity is rebuilt from its journal.
     const STATE_VERSION: u16 = 1;
 
-    type State: Default + Clone + Debug + Serialize + DeserializeOwned + Send + Unpin + 'static;
+    type State: Default
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + Unpin
+        + 'static;
     type Command: Debug + Send + 'static;
     type Event: Debug + Clone + Serialize + DeserializeOwned + Send + 'static;
     type Rejection: Rejection;

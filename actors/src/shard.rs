@@ -75,8 +75,8 @@ pub struct Committed<E: Entity> {
     pub prev_seq: u64,
     pub seq: u64,
     pub events: Vec<E::Event>,
-    /// The state after the change.
-    pub state: E::State,
+    /// The state after the change, shared so that observers keep it without a copy.
+    pub state: Arc<E::State>,
     pub at_ms: u64,
 }
 
@@ -335,7 +335,7 @@ impl<E: Entity> Shard<E> {
             prev_seq,
             seq,
             events,
-            state: slot.state.clone(),
+            state: Arc::new(slot.state.clone()),
             at_ms: wall_ms,
         });
         Ok((

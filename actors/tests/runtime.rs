@@ -410,8 +410,13 @@ async fn the_observer_hears_every_durable_change_in_order_and_nothing_else() {
     let heard = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let sink = heard.clone();
     let observer: ecommesh_actors::Observer<Counter> = Arc::new(move |c| {
-        sink.lock()
-            .push((c.id.to_string(), c.prev_seq, c.seq, c.state, c.events.len()))
+        sink.lock().push((
+            c.id.to_string(),
+            c.prev_seq,
+            c.seq,
+            *c.state,
+            c.events.len(),
+        ))
     });
     let counters = rt.observed_registry::<Counter>(Some(observer));
     let mut handles = Vec::new();
