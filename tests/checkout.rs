@@ -28,16 +28,6 @@ fn checkout(
         .unwrap()
 }
 
-fn add(http: &Client, node: &Node, token: &str, product: &str, quantity: u32) {
-    let r = http
-        .post(node.url("/api/v1/cart/items"))
-        .bearer_auth(token)
-        .json(&json!({"product_id": product, "quantity": quantity}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
-}
-
 fn available(http: &Client, node: &Node, product: &str) -> u64 {
     let p: Value = http
         .get(node.url(&format!("/api/v1/products/{product}")))
@@ -69,8 +59,8 @@ fn a_paid_order_sells_the_stock_and_clears_the_cart() {
     let mug = common::create_product(&http, &node, &admin, "MUG", 1250, 5);
     let lid = common::create_product(&http, &node, &admin, "LID", 300, 5);
     let ada = common::register(&http, &node, "ada@checkout.test");
-    add(&http, &node, &ada, &mug, 2);
-    add(&http, &node, &ada, &lid, 1);
+    common::add_to_cart(&http, &node, &ada, &mug, 2);
+    common::add_to_cart(&http, &node, &ada, &lid, 1);
 
     let r = http
         .post(node.url("/api/v1/checkout"))
@@ -142,7 +132,7 @@ fn two_hundred_shoppers_ten_units_exactly_ten_orders() {
                         .map(|i| {
                             let token =
                                 common::register(&http, node, &format!("s{t}-{i}@rush.test"));
-                            add(&http, node, &token, item, 1);
+                            common::add_to_cart(&http, node, &token, item, 1);
                             token
                         })
                         .collect::<Vec<_>>()
@@ -213,7 +203,7 @@ fn retries_with_one_key_make_one_order_and_one_charge() {
     let http = client();
     let item = common::create_product(&http, &node, &admin, "ONCE", 500, 10);
     let ada = common::register(&http, &node, "once@checkout.test");
-    add(&http, &node, &ada, &item, 3);
+    common::add_to_cart(&http, &node, &ada, &item, 3);
     let results: Vec<(u16, Value)> = std::thread::scope(|s| {
         let start = Arc::new(Barrier::new(5));
         let handles: Vec<_> = (0..5)
@@ -259,7 +249,7 @@ fn a_declined_payment_cancels_the_order_and_gives_the_stock_back() {
     let http = client();
     let item = common::create_product(&http, &node, &admin, "DECL", 500, 4);
     let ada = common::register(&http, &node, "decline@checkout.test");
-    add(&http, &node, &ada, &item, 3);
+    common::add_to_cart(&http, &node, &ada, &item, 3);
     for (key, card, reason) in [
         ("d1", "tok_chargeDeclined", "card_declined"),
         (
@@ -312,7 +302,7 @@ fn order_history_admin_fulfilment_and_sales_summary() {
     let ada = common::register(&http, &node, "hist@checkout.test");
     let mut ids = Vec::new();
     for (i, qty) in [2u32, 3].into_iter().enumerate() {
-        add(&http, &node, &ada, &mug, qty);
+        common::add_to_cart(&http, &node, &ada, &mug, qty);
         let order: Value = checkout(&http, &node, &ada, &format!("h{i}"), "tok_visa")
             .json()
             .unwrap();
@@ -431,7 +421,7 @@ fn cancel_before_shipping_and_returns_after_delivery_refund_and_restock() {
     let item = common::create_product(&http, &node, &admin, "CANCEL-1", 700, 10);
     let ada = common::register(&http, &node, "cancel@checkout.test");
     let buy = |key: &str, qty: u32| -> String {
-        add(&http, &node, &ada, &item, qty);
+        common::add_to_cart(&http, &node, &ada, &item, qty);
         let order: Value = checkout(&http, &node, &ada, key, "tok_visa")
             .json()
             .unwrap();
@@ -545,7 +535,7 @@ fn a_cart_changed_during_checkout_never_splits_charge_from_stock() {
     let shopper = common::register(&http, &node, "rain@checkout.test");
     let mut paid_orders = Vec::new();
     for round in 0..25 {
-        add(&http, &node, &shopper, &a, 1 + round % 3);
+        common::add_to_cart(&http, &node, &shopper, &a, 1 + round % 3);
         let (order, _) = std::thread::scope(|s| {
             let buyer = s.spawn(|| {
                 let r = checkout(&http, &node, &shopper, &format!("rain-{round}"), "tok_visa");
@@ -625,8 +615,8 @@ fn an_expired_hold_frees_the_stock_and_the_late_checkout_refunds() {
     let item = common::create_product(&http, &node, &admin, "LAST-ONE", 900, 1);
     let slow = common::register(&http, &node, "slow@checkout.test");
     let fast = common::register(&http, &node, "fast@checkout.test");
-    add(&http, &node, &slow, &item, 1);
-    add(&http, &node, &fast, &item, 1);
+    common::add_to_cart(&http, &node, &slow, &item, 1);
+    common::add_to_cart(&http, &node, &fast, &item, 1);
     std::thread::scope(|s| {
         let late = s.spawn(|| {
             let r = checkout(&http, &node, &slow, "slow-1", "tok_slow");
@@ -679,7 +669,7 @@ fn bad_checkout_requests_get_a_4xx_and_hold_nothing() {
     let http = client();
     let item = common::create_product(&http, &node, &admin, "BAD-CO", 100, 5);
     let ada = common::register(&http, &node, "badco@checkout.test");
-    add(&http, &node, &ada, &item, 2);
+    common::add_to_cart(&http, &node, &ada, &item, 2);
     let post = |key: &str, body: Value| {
         http.post(node.url("/api/v1/checkout"))
             .bearer_auth(&ada)

@@ -162,16 +162,6 @@ fn restock(http: &Client, node: &Node, admin: &str, product: &str, quantity: u64
     assert_eq!(r.status(), 200, "{}", r.text().unwrap());
 }
 
-fn add_to_cart(http: &Client, node: &Node, token: &str, product: &str, quantity: u32) {
-    let r = http
-        .post(node.url("/api/v1/cart/items"))
-        .bearer_auth(token)
-        .json(&json!({"product_id": product, "quantity": quantity}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
-}
-
 fn checkout(http: &Client, node: &Node, token: &str, card: &str) -> reqwest::blocking::Response {
     http.post(node.url("/api/v1/checkout"))
         .bearer_auth(token)
@@ -224,7 +214,7 @@ fn a_product_subscriber_gets_its_state_then_every_change_in_order() {
         json!({"price": {"amount": 2499, "currency": "USD"}}),
     );
     let shopper = common::register(&http, &node, "live@shop.test");
-    add_to_cart(&http, &node, &shopper, &p, 2);
+    common::add_to_cart(&http, &node, &shopper, &p, 2);
     assert_eq!(checkout(&http, &node, &shopper, "tok_visa").status(), 201);
 
     let u = chain_until(&mut ws, &mut last, "Restocked");
@@ -304,7 +294,7 @@ fn a_cart_change_reaches_every_tab_of_its_owner_and_nobody_else() {
     other.send(json!({"type": "auth", "token": bob}));
     other.subscribe("cart");
 
-    add_to_cart(&http, &node, &ada, &p, 3);
+    common::add_to_cart(&http, &node, &ada, &p, 3);
     for tab in &mut tabs {
         let u = tab.expect(|m| m["type"] == "update" && m["topic"] == "cart");
         assert_eq!(u["data"]["total_units"], 3, "{u}");
@@ -314,7 +304,7 @@ fn a_cart_change_reaches_every_tab_of_its_owner_and_nobody_else() {
             u["seq"].as_u64().unwrap()
         );
     }
-    add_to_cart(&http, &node, &bob, &p, 1);
+    common::add_to_cart(&http, &node, &bob, &p, 1);
     let u = other.expect(|m| m["type"] == "update");
     assert_eq!(
         u["data"]["total_units"], 1,
@@ -350,7 +340,7 @@ fn admins_watch_sales_orders_and_low_stock_as_they_happen() {
     mine.send(json!({"type": "auth", "token": shopper}));
     assert_eq!(mine.subscribe("orders")["data"]["orders"], json!([]));
 
-    add_to_cart(&http, &node, &shopper, &p, 3);
+    common::add_to_cart(&http, &node, &shopper, &p, 3);
     let started = Instant::now();
     let r = checkout(&http, &node, &shopper, "tok_visa");
     assert_eq!(r.status(), 201);

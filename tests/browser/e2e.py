@@ -99,6 +99,17 @@ def signed_in(d, base, session):
     wait(d, 5, lambda d: d.find_elements(By.ID, "signed-in-as"), "the page shows the session")
 
 
+def admin_browser(ctx):
+    """A browser signed in to the admin dashboard through its form."""
+    d = browser()
+    ctx.drivers.append(d)
+    d.get(ctx.base + "/admin")
+    d.find_element(By.ID, "email").send_keys(ctx.admin_email)
+    d.find_element(By.ID, "password").send_keys(ctx.admin_password)
+    d.find_element(By.ID, "signin-submit").click()
+    return d
+
+
 def live(d):
     wait(d, 5, lambda d: text_of(d, "#live-status") == "Live", "the page is connected live")
 
@@ -192,12 +203,7 @@ def dashboard_sees_the_sale(ctx):
     and the revenue figure rises within 2 s."""
     shop, base = ctx.shop, ctx.base
     pid = shop.product(ctx.admin, "dash-sale", 50, cents=4250, name="Dashboard Drone")
-    d = browser()
-    ctx.drivers.append(d)
-    d.get(base + "/admin")
-    d.find_element(By.ID, "email").send_keys(ctx.admin_email)
-    d.find_element(By.ID, "password").send_keys(ctx.admin_password)
-    d.find_element(By.ID, "signin-submit").click()
+    d = admin_browser(ctx)
     wait(d, 5, lambda d: d.find_elements(By.ID, "kpi-revenue"), "the dashboard opens")
     live(d)
     before = cents(text_of(d, "#kpi-revenue"))
@@ -276,12 +282,7 @@ def admin_manages_catalog_and_orders(ctx):
     buyer = shop.register("adm@e2e.test")["access_token"]
     shop.call("POST", "/cart/items", {"product_id": pid, "quantity": 1}, buyer)
     order = shop.checkout(buyer)["id"]
-    d = browser()
-    ctx.drivers.append(d)
-    d.get(base + "/admin")
-    d.find_element(By.ID, "email").send_keys(ctx.admin_email)
-    d.find_element(By.ID, "password").send_keys(ctx.admin_password)
-    d.find_element(By.ID, "signin-submit").click()
+    d = admin_browser(ctx)
     wait(d, 5, lambda d: d.find_elements(By.ID, "tab-products"), "the dashboard opens")
     d.find_element(By.ID, "tab-products").click()
     d.find_element(By.ID, "product-search").send_keys("Admin Test Lamp\n")

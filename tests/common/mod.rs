@@ -245,3 +245,20 @@ pub fn admin_stock(
         .unwrap();
     v["stock"].clone()
 }
+
+/// Adds `quantity` units of `product` to the cart of `token`'s customer; must succeed.
+pub fn add_to_cart(
+    http: &reqwest::blocking::Client,
+    node: &Node,
+    token: &str,
+    product: &str,
+    quantity: u32,
+) {
+    let r = http
+        .post(node.url("/api/v1/cart/items"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"product_id": product, "quantity": quantity}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+}
