@@ -1,7 +1,7 @@
 // The admin dashboard: live sales (chart, feed, top products), low stock, the product
 // list with create / edit / restock / archive, and orders with ship / deliver / return.
 
-import { api, el, formatMoney, notify, parseMoney, session, signIn, signOut, toDecimal } from "./api.js";
+import { api, el, formatMoney, getOrShow, notify, parseMoney, session, signIn, signOut, toDecimal } from "./api.js";
 import { drawSalesChart } from "./chart.js";
 import { Live } from "./live.js";
 
@@ -316,13 +316,8 @@ async function loadProducts() {
   if (!box) return;
   const params = new URLSearchParams({ per_page: 20, page: productQuery.page, sort: "name" });
   if (productQuery.q) params.set("q", productQuery.q);
-  let list;
-  try {
-    list = await api("GET", `/products?${params}`);
-  } catch (e) {
-    box.replaceChildren(el("p", { class: "form-error", role: "alert" }, e.message));
-    return;
-  }
+  const list = await getOrShow(box, `/products?${params}`);
+  if (!list) return;
   box.replaceChildren(
     el(
       "table",
@@ -433,13 +428,8 @@ async function fetchOrders() {
   if (!box) return;
   const params = new URLSearchParams({ per_page: 50 });
   if (orderStatus) params.set("status", orderStatus);
-  let list;
-  try {
-    list = await api("GET", `/admin/orders?${params}`);
-  } catch (e) {
-    box.replaceChildren(el("p", { class: "form-error", role: "alert" }, e.message));
-    return;
-  }
+  const list = await getOrShow(box, `/admin/orders?${params}`);
+  if (!list) return;
   box.replaceChildren(
     el(
       "table",

@@ -103,6 +103,16 @@ export async function api(method, path, body, headers) {
   }
 }
 
+/** GETs `path`; on failure shows the problem in `box` instead and returns null. */
+export async function getOrShow(box, path) {
+  try {
+    return await api("GET", path);
+  } catch (e) {
+    box.replaceChildren(el("p", { class: "form-error", role: "alert" }, e.message));
+    return null;
+  }
+}
+
 /** A fresh access token for the websocket, or null when signed out. */
 export async function accessToken() {
   const s = session();

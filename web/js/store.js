@@ -1,7 +1,7 @@
 // The storefront: catalog, product page with live stock, cart drawer kept in sync
 // across tabs, checkout, and order history with live status.
 
-import { api, ApiError, el, formatMoney, notify, parseMoney, session, signIn, signOut, signUp } from "./api.js";
+import { api, ApiError, el, getOrShow, formatMoney, notify, parseMoney, session, signIn, signOut, signUp } from "./api.js";
 import { Live } from "./live.js";
 
 const live = new Live();
@@ -61,13 +61,8 @@ async function showCatalog() {
       } else apiParams.set(k, cents);
     }
   }
-  let list;
-  try {
-    list = await api("GET", `/products?${apiParams}`);
-  } catch (e) {
-    main.replaceChildren(el("p", { class: "form-error", role: "alert" }, e.message));
-    return;
-  }
+  const list = await getOrShow(main, `/products?${apiParams}`);
+  if (!list) return;
   const facet = (name, label, plural, values) => {
     const select = el(
       "select",
@@ -178,13 +173,8 @@ function updateCard(p) {
 // ---------- product page ----------
 
 async function showProduct(id) {
-  let p;
-  try {
-    p = await api("GET", `/products/${encodeURIComponent(id)}`);
-  } catch (e) {
-    main.replaceChildren(el("p", { class: "form-error", role: "alert" }, e.message));
-    return;
-  }
+  const p = await getOrShow(main, `/products/${encodeURIComponent(id)}`);
+  if (!p) return;
   const qty = el("input", { id: "qty", type: "number", min: 1, value: 1, inputmode: "numeric" });
   const add = el("button", { id: "add-to-cart", type: "submit" }, "Add to cart");
   const render = (p) => {
