@@ -78,7 +78,7 @@ pub trait Entity: Send + Unpin + 'static {
 /// Encodes an event for the journal with the current schema version.
 pub fn encode_event<E: Entity>(event: &E::Event, now_ms: u64) -> Result<NewEvent, CodecError> {
     Ok(NewEvent {
-        event_type: E::event_type(event),
+        event_type: E::event_type(event).into(),
         schema_version: E::EVENT_VERSION,
         timestamp_ms: now_ms,
         payload: DefaultCodec::default().encode(event)?,

@@ -70,7 +70,7 @@ fn version_one_events_are_upcast_on_recovery() {
     let old: Vec<NewEvent> = [3u32, 4]
         .iter()
         .map(|u| NewEvent {
-            event_type: "MeterRead",
+            event_type: "MeterRead".into(),
             schema_version: 1,
             timestamp_ms: 0,
             payload: DefaultCodec::default()
@@ -108,7 +108,7 @@ fn an_unknown_schema_version_is_an_error_not_a_guess() {
     let store = MemoryStore::new(1);
     let key = store_key::<Meter>("m");
     let future = NewEvent {
-        event_type: "MeterRead",
+        event_type: "MeterRead".into(),
         schema_version: 9,
         timestamp_ms: 0,
         payload: vec![1, 2],

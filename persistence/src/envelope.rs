@@ -10,15 +10,18 @@
 //! (integers big-endian). `schema_version` is the version of the payload's own schema,
 //! which the entity uses to upcast old events when it reads them.
 
+use std::borrow::Cow;
+
 use crate::error::StoreError;
 
 const ENVELOPE_FORMAT_V1: u8 = 1;
 const SNAPSHOT_FORMAT_V1: u8 = 1;
 
-/// An event about to be appended; the store assigns its sequence number.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An event about to be appended; the store assigns its sequence number. Serializable
+/// because in a cluster it travels in a replicated log entry before it is stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewEvent {
-    pub event_type: &'static str,
+    pub event_type: Cow<'static, str>,
     pub schema_version: u16,
     pub timestamp_ms: u64,
     pub payload: Vec<u8>,
@@ -50,7 +53,7 @@ impl EventEnvelope {
             entity_id: entity_id.to_owned(),
             seq,
             schema_version: event.schema_version,
-            event_type: event.event_type.to_owned(),
+            event_type: event.event_type.to_string(),
             timestamp_ms: event.timestamp_ms,
             payload: event.payload.clone(),
         }

@@ -4,12 +4,13 @@
 use thiserror::Error;
 
 /// Failure to encode or decode a value with a [`crate::Codec`].
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[error("codec: {0}")]
 pub struct CodecError(pub String);
 
-/// Errors returned by an [`crate::EventStore`].
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
+/// Errors returned by an [`crate::EventStore`]. Serializable: in a cluster an append's
+/// outcome travels back from the node that committed it.
+#[derive(Debug, Clone, Error, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     /// The append expected the entity to be at `expected`, but it is at `actual`.
     #[error("sequence conflict on {entity}: expected {expected}, journal is at {actual}")]
@@ -40,6 +41,10 @@ pub enum StoreError {
     ShutDown,
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// The shard cannot commit writes here and now (no leader, lost leadership, no
+    /// quorum). A write that got this may or may not have been committed.
+    #[error("shard {shard} is unavailable: {reason}")]
+    Unavailable { shard: u32, reason: String },
 }
 
 impl StoreError {

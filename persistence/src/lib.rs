@@ -19,6 +19,8 @@ pub mod error;
 pub mod group_commit;
 pub mod journal;
 pub mod memory;
+pub mod replica;
+mod sled_replica;
 pub mod sled_store;
 pub mod testing;
 pub mod verify;
@@ -29,6 +31,7 @@ pub use error::{CodecError, StoreError};
 pub use group_commit::{FlushTicket, GroupCommit};
 pub use journal::{EventStore, ShardEvent, ShardId};
 pub use memory::MemoryStore;
+pub use replica::{Append, AppendOutcome, ConsensusLog, ReplicatedStore};
 pub use sled_store::{SledStore, StoreOptions};
 pub use verify::{verify, Verification};
 
@@ -36,6 +39,21 @@ pub use verify::{verify, Verification};
 /// this crate calls this rather than naming the engine, so the engine can be swapped.
 pub fn open_store(opts: &StoreOptions) -> Result<std::sync::Arc<dyn EventStore>, StoreError> {
     Ok(std::sync::Arc::new(SledStore::open(opts)?))
+}
+
+/// Opens the durable store of a data directory for a cluster node: its shards are driven
+/// by consensus logs kept in the same store, so one flush makes both durable.
+pub fn open_replicated_store(
+    opts: &StoreOptions,
+) -> Result<
+    (
+        std::sync::Arc<dyn ReplicatedStore>,
+        std::sync::Arc<dyn ConsensusLog>,
+    ),
+    StoreError,
+> {
+    let store = std::sync::Arc::new(SledStore::open(opts)?);
+    Ok((store.clone(), store))
 }
 
 /// Milliseconds since the Unix epoch, the timestamp unit of every stored envelope.

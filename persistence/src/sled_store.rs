@@ -51,10 +51,10 @@ impl StoreOptions {
     }
 }
 
-struct Shard {
-    tree: sled::Tree,
+pub(crate) struct Shard {
+    pub(crate) tree: sled::Tree,
     /// Serializes appends in this shard; holds the next free offset of its log.
-    next_offset: Mutex<u64>,
+    pub(crate) next_offset: Mutex<u64>,
 }
 
 /// An [`EventStore`] on a sled database in one directory.
@@ -62,9 +62,12 @@ pub struct SledStore {
     db: sled::Db,
     shards: Vec<Shard>,
     offsets: sled::Tree,
+    /// The consensus log of every replication group (see [`crate::replica`]).
+    pub(crate) raft_log: sled::Tree,
+    pub(crate) raft_meta: sled::Tree,
 }
 
-fn storage(e: sled::Error) -> StoreError {
+pub(crate) fn storage(e: sled::Error) -> StoreError {
     StoreError::Storage(e.to_string())
 }
 
@@ -121,14 +124,18 @@ impl SledStore {
             });
         }
         let offsets = db.open_tree("offsets").map_err(storage)?;
+        let raft_log = db.open_tree("raft-log").map_err(storage)?;
+        let raft_meta = db.open_tree("raft-meta").map_err(storage)?;
         Ok(SledStore {
             db,
             shards,
             offsets,
+            raft_log,
+            raft_meta,
         })
     }
 
-    fn shard(&self, shard: ShardId) -> Result<&Shard, StoreError> {
+    pub(crate) fn shard(&self, shard: ShardId) -> Result<&Shard, StoreError> {
         check_shard(shard, self.shard_count())?;
         Ok(&self.shards[shard as usize])
     }
@@ -152,7 +159,7 @@ fn open_error(path: &Path, e: sled::Error) -> StoreError {
 
 /// Drops the shard's last log entry if the append it points at was lost in a crash, and
 /// returns the last offset in use (0 for an empty shard).
-fn repair_tail(tree: &sled::Tree, shard: u32) -> Result<u64, StoreError> {
+pub(crate) fn repair_tail(tree: &sled::Tree, shard: u32) -> Result<u64, StoreError> {
     let Some(kv) = tree.scan_prefix(b"l").next_back() else {
         return Ok(0);
     };
@@ -171,7 +178,7 @@ fn repair_tail(tree: &sled::Tree, shard: u32) -> Result<u64, StoreError> {
     }
 }
 
-fn log_key(offset: u64) -> [u8; 9] {
+pub(crate) fn log_key(offset: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = b'l';
     k[1..].copy_from_slice(&offset.to_be_bytes());
@@ -201,14 +208,14 @@ fn decode_record(raw: &[u8]) -> Result<Vec<EventEnvelope>, StoreError> {
     Ok(out)
 }
 
-fn be_u64(b: &[u8]) -> Result<u64, StoreError> {
+pub(crate) fn be_u64(b: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(b.try_into().map_err(|_| {
         StoreError::Corrupt(format!("bad u64 key part of {} bytes", b.len()))
     })?))
 }
 
 /// `tag | len u16 | entity`
-fn entity_prefix(tag: u8, entity: &str) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn entity_prefix(tag: u8, entity: &str) -> Result<Vec<u8>, StoreError> {
     let len = u16::try_from(entity.len()).map_err(|_| {
         StoreError::Invalid(format!("entity id of {} bytes is too long", entity.len()))
     })?;
@@ -226,7 +233,38 @@ fn event_key(prefix: &[u8], seq: u64) -> Vec<u8> {
     k
 }
 
-fn last_seq_in(tree: &sled::Tree, prefix: &[u8]) -> Result<u64, StoreError> {
+/// The key and record of one append of `events` to `entity`, after `expected_seq`.
+pub(crate) fn encode_append(
+    prefix: &[u8],
+    entity: &str,
+    expected_seq: u64,
+    events: &[NewEvent],
+) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    let mut record = Vec::with_capacity(
+        4 + events
+            .iter()
+            .map(|e| 40 + entity.len() + e.payload.len())
+            .sum::<usize>(),
+    );
+    record.extend_from_slice(&(events.len() as u32).to_be_bytes());
+    let mut seq = expected_seq;
+    for ev in events {
+        seq += 1;
+        let env = encode_parts(
+            entity,
+            seq,
+            ev.schema_version,
+            &ev.event_type,
+            ev.timestamp_ms,
+            &ev.payload,
+        )?;
+        record.extend_from_slice(&(env.len() as u32).to_be_bytes());
+        record.extend_from_slice(&env);
+    }
+    Ok((event_key(prefix, seq), record))
+}
+
+pub(crate) fn last_seq_in(tree: &sled::Tree, prefix: &[u8]) -> Result<u64, StoreError> {
     match tree.scan_prefix(prefix).next_back() {
         Some(kv) => {
             let (k, _) = kv.map_err(storage)?;
@@ -264,28 +302,8 @@ impl EventStore for SledStore {
                 actual,
             });
         }
-        let mut record = Vec::with_capacity(
-            4 + events
-                .iter()
-                .map(|e| 40 + entity.len() + e.payload.len())
-                .sum::<usize>(),
-        );
-        record.extend_from_slice(&(events.len() as u32).to_be_bytes());
-        let mut seq = expected_seq;
-        for ev in events {
-            seq += 1;
-            let env = encode_parts(
-                entity,
-                seq,
-                ev.schema_version,
-                ev.event_type,
-                ev.timestamp_ms,
-                &ev.payload,
-            )?;
-            record.extend_from_slice(&(env.len() as u32).to_be_bytes());
-            record.extend_from_slice(&env);
-        }
-        let key = event_key(&prefix, seq);
+        let (key, record) = encode_append(&prefix, entity, expected_seq, events)?;
+        let seq = expected_seq + events.len() as u64;
         let last_offset = *next_offset + events.len() as u64 - 1;
         s.tree
             .insert(log_key(last_offset), key.as_slice())
@@ -465,7 +483,7 @@ mod tests {
                 for i in 0..APPENDS {
                     let e = NewEvent {
                         schema_version: 1,
-                        event_type: "Added",
+                        event_type: "Added".into(),
                         timestamp_ms: 0,
                         payload: vec![7; 16],
                     };

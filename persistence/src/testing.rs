@@ -15,7 +15,7 @@ use crate::journal::{EventStore, ShardEvent, ShardId};
 /// A small event with a recognisable payload.
 pub fn event(event_type: &'static str, marker: u8) -> NewEvent {
     NewEvent {
-        event_type,
+        event_type: event_type.into(),
         schema_version: 1,
         timestamp_ms: 1_700_000_000_000 + marker as u64,
         payload: vec![marker; 3],
