@@ -54,6 +54,13 @@ pub struct Config {
     pub ws_send_buffer: usize,
     pub ws_max_subscriptions: usize,
     pub low_stock_threshold: u64,
+    pub node_id: u64,
+    pub rpc_listen: String,
+    pub peers: String,
+    pub replication_factor: usize,
+    pub raft_heartbeat_ms: u64,
+    pub raft_election_timeout_ms: u64,
+    pub leader_wait_ms: u64,
 }
 
 impl Default for Config {
@@ -93,6 +100,13 @@ impl Default for Config {
             ws_send_buffer: 1024,
             ws_max_subscriptions: 256,
             low_stock_threshold: 5,
+            node_id: 0,
+            rpc_listen: "127.0.0.1:7100".into(),
+            peers: String::new(),
+            replication_factor: 3,
+            raft_heartbeat_ms: 250,
+            raft_election_timeout_ms: 1000,
+            leader_wait_ms: 3000,
         }
     }
 }
@@ -243,6 +257,32 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_LOW_STOCK_THRESHOLD")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub low_stock_threshold: Option<u64>,
+    /// This node's id in a cluster; 0 runs a single node.
+    #[arg(long, global = true, env = "ECOMMESH_NODE_ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
+    /// Where this node listens for its cluster peers.
+    #[arg(long, global = true, env = "ECOMMESH_RPC_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpc_listen: Option<String>,
+    /// The cluster's nodes: `id=host:port,...` (peer addresses, this node included).
+    #[arg(long, global = true, env = "ECOMMESH_PEERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<String>,
+    /// Replicas of each shard (at most the number of nodes).
+    #[arg(long, global = true, env = "ECOMMESH_REPLICATION_FACTOR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<usize>,
+    #[arg(long, global = true, env = "ECOMMESH_RAFT_HEARTBEAT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft_heartbeat_ms: Option<u64>,
+    #[arg(long, global = true, env = "ECOMMESH_RAFT_ELECTION_TIMEOUT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft_election_timeout_ms: Option<u64>,
+    /// How long a request waits for a shard with no leader before answering 503.
+    #[arg(long, global = true, env = "ECOMMESH_LEADER_WAIT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_wait_ms: Option<u64>,
     /// Short for `--demo-catalog false`.
     #[arg(long = "no-demo", global = true, action = clap::ArgAction::SetTrue)]
     #[serde(skip)]
@@ -363,10 +403,69 @@ impl Config {
             1,
             100_000,
         )?;
+        if self.node_id != 0 {
+            self.cluster_peers()?;
+            if self.jwt_secret.is_empty() {
+                bail!("invalid configuration: a cluster node needs `jwt_secret` (the same on every node), or a token signed by one node is refused by the others");
+            }
+        }
+        range("replication_factor", self.replication_factor, 1, 7)?;
+        range("raft_heartbeat_ms", self.raft_heartbeat_ms, 10, 10_000)?;
+        range(
+            "raft_election_timeout_ms",
+            self.raft_election_timeout_ms,
+            50,
+            60_000,
+        )?;
+        if self.raft_election_timeout_ms < 3 * self.raft_heartbeat_ms {
+            bail!("invalid configuration: `raft_election_timeout_ms` must be at least 3 x `raft_heartbeat_ms`, or followers start elections between heartbeats");
+        }
+        range("leader_wait_ms", self.leader_wait_ms, 0, 60_000)?;
         if self.data_dir.as_os_str().is_empty() {
             bail!("invalid configuration: `data_dir` must not be empty");
         }
         Ok(())
+    }
+
+    /// The nodes of `peers`, which must include this node.
+    pub fn cluster_peers(&self) -> anyhow::Result<std::collections::BTreeMap<u64, String>> {
+        let mut out = std::collections::BTreeMap::new();
+        for part in self.peers.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (id, addr) = part.split_once('=').with_context(|| {
+                format!("invalid configuration: `peers` entry {part:?} is not id=host:port")
+            })?;
+            let id: u64 = id.trim().parse().ok().filter(|&i| i > 0).with_context(|| {
+                format!("invalid configuration: `peers` entry {part:?}: the id must be a number above 0")
+            })?;
+            if out.insert(id, addr.trim().to_owned()).is_some() {
+                bail!("invalid configuration: `peers` names node {id} twice");
+            }
+        }
+        if !out.contains_key(&self.node_id) {
+            bail!(
+                "invalid configuration: `peers` must include this node ({}=<rpc_listen>), got {:?}",
+                self.node_id,
+                self.peers
+            );
+        }
+        Ok(out)
+    }
+
+    /// The cluster settings, or None for a single node.
+    pub fn cluster(&self, http: String) -> anyhow::Result<Option<crate::cluster::ClusterSettings>> {
+        if self.node_id == 0 {
+            return Ok(None);
+        }
+        Ok(Some(crate::cluster::ClusterSettings {
+            node_id: self.node_id,
+            rpc_listen: self.rpc_listen.clone(),
+            peers: self.cluster_peers()?,
+            replication_factor: self.replication_factor,
+            heartbeat: Duration::from_millis(self.raft_heartbeat_ms),
+            election_timeout: Duration::from_millis(self.raft_election_timeout_ms),
+            leader_wait: Duration::from_millis(self.leader_wait_ms),
+            http,
+        }))
     }
 
     pub fn shop_currency(&self) -> anyhow::Result<ecommesh_actors::Currency> {

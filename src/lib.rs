@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bench;
 pub mod catalog;
 pub mod checkout;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod live;

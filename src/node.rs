@@ -13,7 +13,7 @@ use std::sync::Arc;
 use actix_web::{web, App, HttpServer};
 use anyhow::{anyhow, Context};
 use ecommesh_actors::entities::{Cart, Customer, Order, Payment, Product, Session};
-use ecommesh_actors::{Registry, Runtime};
+use ecommesh_actors::Runtime;
 use ecommesh_persistence::{EventStore, StoreError, StoreOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -21,18 +21,22 @@ use crate::auth::limiter::LoginLimiter;
 use crate::auth::tokens::{load_secret, Tokens};
 use crate::auth::Auth;
 use crate::catalog::Catalog;
+use crate::cluster::router::Entities;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::http;
 use ecommesh_actors::Currency;
 
 /// What request handlers share: the entity registries and the node's status.
 pub struct Node {
-    pub carts: Registry<Cart>,
-    pub products: Registry<Product>,
-    pub orders: Registry<Order>,
-    pub customers: Registry<Customer>,
-    pub sessions: Registry<Session>,
-    pub payments: Registry<Payment>,
+    pub carts: Entities<Cart>,
+    pub products: Entities<Product>,
+    pub orders: Entities<Order>,
+    pub customers: Entities<Customer>,
+    pub sessions: Entities<Session>,
+    pub payments: Entities<Payment>,
+    /// This node's part of the cluster; None on a single node.
+    pub cluster: Option<Arc<Cluster>>,
     pub payment_provider: Box<dyn crate::payments::PaymentProvider>,
     /// How long checkout holds stock before an unfinished saga's hold expires.
     pub reservation_ttl: std::time::Duration,
@@ -51,12 +55,14 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts one registry per entity kind on `runtime`.
+    /// Starts one registry per entity kind on `runtime`; in a cluster, commands for shards
+    /// this node does not lead go to their leaders.
     pub fn new(
         runtime: &Runtime,
         auth: Auth,
         currency: Currency,
         metrics: Option<PrometheusHandle>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         use crate::live::Change;
         let live = Arc::new(crate::live::Live::new(currency));
@@ -66,13 +72,22 @@ impl Node {
             current.update(&c.id, c.seq, c.state.clone());
             to_live(c);
         });
-        Node {
-            carts: runtime.observed_registry(Some(live.observer(Change::Cart))),
-            products: runtime.observed_registry(Some(product_observer)),
-            orders: runtime.observed_registry(Some(live.observer(Change::Order))),
-            customers: runtime.registry(),
-            sessions: runtime.registry(),
-            payments: runtime.registry(),
+        let node = Node {
+            carts: Entities::new(
+                runtime.observed_registry(Some(live.observer(Change::Cart))),
+                cluster.clone(),
+            ),
+            products: Entities::new(
+                runtime.observed_registry(Some(product_observer)),
+                cluster.clone(),
+            ),
+            orders: Entities::new(
+                runtime.observed_registry(Some(live.observer(Change::Order))),
+                cluster.clone(),
+            ),
+            customers: Entities::new(runtime.registry(), cluster.clone()),
+            sessions: Entities::new(runtime.registry(), cluster.clone()),
+            payments: Entities::new(runtime.registry(), cluster.clone()),
             payment_provider: Box::new(crate::payments::TestPaymentProvider),
             reservation_ttl: std::time::Duration::from_secs(900),
             auth,
@@ -87,7 +102,52 @@ impl Node {
             shards: runtime.store().shard_count(),
             ready: AtomicBool::new(false),
             metrics,
+            cluster: cluster.clone(),
+        };
+        if let Some(cluster) = &cluster {
+            node.join(cluster);
         }
+        node
+    }
+
+    /// Answers commands other nodes forward here, and drops cached entities of a shard
+    /// whenever its lead moves.
+    fn join(&self, cluster: &Cluster) {
+        let handlers: std::collections::HashMap<&'static str, crate::cluster::EntityHandler> = [
+            self.carts.handler(),
+            self.products.handler(),
+            self.orders.handler(),
+            self.customers.handler(),
+            self.sessions.handler(),
+            self.payments.handler(),
+        ]
+        .into_iter()
+        .collect();
+        cluster.serve_entities(Arc::new(move |kind, payload| match handlers.get(kind.as_str()) {
+            Some(h) => h(kind, payload),
+            None => Box::pin(async { Vec::new() }),
+        }));
+        let (carts, products, orders, customers, sessions, payments) = (
+            self.carts.local().clone(),
+            self.products.local().clone(),
+            self.orders.local().clone(),
+            self.customers.local().clone(),
+            self.sessions.local().clone(),
+            self.payments.local().clone(),
+        );
+        cluster.on_lead_change(Arc::new(move |shard, _leads| {
+            carts.reset(shard);
+            products.reset(shard);
+            orders.reset(shard);
+            customers.reset(shard);
+            sessions.reset(shard);
+            payments.reset(shard);
+        }));
+    }
+
+    /// True when this node runs the entities of `shard` (always, on a single node).
+    pub fn leads(&self, shard: u32) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.serves(shard))
     }
 }
 
@@ -158,10 +218,17 @@ pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Opens the journal, turning storage errors into instructions.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
+    open_with(config, ecommesh_persistence::open_store)
+}
+
+fn open_with<T>(
+    config: &Config,
+    open: impl FnOnce(&StoreOptions) -> Result<T, StoreError>,
+) -> anyhow::Result<T> {
     let mut opts = StoreOptions::new(config.data_dir.join("journal"), config.shards);
     opts.cache_capacity = config.cache_capacity_mb * 1024 * 1024;
     let dir = config.data_dir.display();
-    match ecommesh_persistence::open_store(&opts) {
+    match open(&opts) {
         Ok(s) => Ok(s),
         Err(StoreError::ShardCountMismatch { stored, requested }) => Err(anyhow!(
             "data directory {dir} was created with {stored} shards, not {requested}; start with --shards {stored} \
@@ -182,12 +249,17 @@ pub fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
         .read_line(&mut password)
         .context("cannot read the password from standard input")?;
     let password = password.trim_end_matches(['\n', '\r']).to_owned();
+    if config.node_id != 0 {
+        return Err(anyhow!(
+            "create-admin writes to a stopped single node's journal; in a cluster, start the nodes with ECOMMESH_ADMIN_EMAIL and ECOMMESH_ADMIN_PASSWORD instead"
+        ));
+    }
     prepare_data_dir(&config.data_dir)?;
     let store = open_store(config)?;
     let auth = auth(config)?;
     actix_web::rt::System::new().block_on(async {
         let runtime = Runtime::start(store, config.runtime());
-        let node = Node::new(&runtime, auth, config.shop_currency()?, None);
+        let node = Node::new(&runtime, auth, config.shop_currency()?, None, None);
         let outcome = crate::auth::routes::ensure_admin(&node, email, &password).await;
         runtime.shutdown()?;
         println!("admin {email}: {}", outcome?);
@@ -235,22 +307,53 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     let listener = bind(&config)?;
     prepare_data_dir(&config.data_dir)?;
-    let store = open_store(&config)?;
     let auth = auth(&config)?;
     let metrics = crate::telemetry::init_metrics().ok();
-    actix_web::rt::System::new().block_on(serve(config, listener, store, auth, metrics))
+    let http = listener.local_addr()?.to_string();
+    enum Journal {
+        Single(Arc<dyn EventStore>),
+        Cluster(Arc<dyn EventStore>, ecommesh_persistence::GroupCommit),
+    }
+    let (journal, cluster) = match config.cluster(http)? {
+        None => (Journal::Single(open_store(&config)?), None),
+        Some(settings) => {
+            let (store, log) = open_with(&config, ecommesh_persistence::open_replicated_store)?;
+            let commit = ecommesh_persistence::GroupCommit::with_delay(
+                store.clone(),
+                std::time::Duration::from_micros(config.commit_delay_us),
+            );
+            tracing::info!(node = settings.node_id, rpc = %settings.rpc_listen, peers = ?settings.peers, "joining the cluster");
+            let cluster =
+                Cluster::start(settings, config.shards, store.clone(), log, commit.clone())?;
+            (Journal::Cluster(store, commit), Some(cluster))
+        }
+    };
+    actix_web::rt::System::new().block_on(async move {
+        // The shard actors start here, inside the actix system.
+        let runtime = match journal {
+            Journal::Single(store) => Runtime::start(store, config.runtime()),
+            Journal::Cluster(store, commit) => {
+                let raft = cluster.as_ref().expect("a cluster journal").journal.clone();
+                Runtime::with_journal(store, commit, raft, config.runtime())
+            }
+        };
+        serve(config, listener, runtime, cluster, auth, metrics).await
+    })
 }
 
 async fn serve(
     config: Config,
     listener: TcpListener,
-    store: Arc<dyn EventStore>,
+    runtime: Runtime,
+    cluster: Option<Arc<Cluster>>,
     auth: Auth,
     metrics: Option<PrometheusHandle>,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let runtime = Runtime::start(store, config.runtime());
-    let mut node = Node::new(&runtime, auth, config.shop_currency()?, metrics);
+    let first = cluster
+        .as_ref()
+        .is_none_or(|c| c.settings.peers.keys().next() == Some(&c.me()));
+    let mut node = Node::new(&runtime, auth, config.shop_currency()?, metrics, cluster.clone());
     node.reservation_ttl = std::time::Duration::from_secs(config.reservation_ttl_secs);
     node.live_settings = config.live();
     let node = web::Data::new(node);
@@ -260,15 +363,58 @@ async fn serve(
             .read_shard(s, 1, 1)
             .is_ok_and(|e| e.is_empty())
     });
-    if !config.admin_email.is_empty() {
-        let outcome =
-            crate::auth::routes::ensure_admin(&node, &config.admin_email, &config.admin_password)
-                .await?;
-        tracing::info!(email = %config.admin_email, outcome, "admin account");
-    }
-    if fresh && config.demo_catalog {
-        let created = crate::catalog::demo::seed(&node).await?;
-        tracing::info!(created, "seeded the demo catalog");
+    if cluster.is_none() {
+        if !config.admin_email.is_empty() {
+            let outcome = crate::auth::routes::ensure_admin(
+                &node,
+                &config.admin_email,
+                &config.admin_password,
+            )
+            .await?;
+            tracing::info!(email = %config.admin_email, outcome, "admin account");
+        }
+        if fresh && config.demo_catalog {
+            let created = crate::catalog::demo::seed(&node).await?;
+            tracing::info!(created, "seeded the demo catalog");
+        }
+    } else {
+        // A cluster's writes need a quorum of nodes, which may still be starting: make
+        // them in the background, again until they go through.
+        let (node, config) = (node.clone(), config.clone());
+        actix_web::rt::spawn(async move {
+            loop {
+                let admin = async {
+                    if config.admin_email.is_empty() {
+                        return Ok("none");
+                    }
+                    crate::auth::routes::ensure_admin(
+                        &node,
+                        &config.admin_email,
+                        &config.admin_password,
+                    )
+                    .await
+                };
+                let outcome = async {
+                    let admin = admin.await?;
+                    let seeded = if fresh && first && config.demo_catalog {
+                        crate::catalog::demo::seed(&node).await?
+                    } else {
+                        0
+                    };
+                    anyhow::Ok((admin, seeded))
+                };
+                match outcome.await {
+                    Ok((admin, seeded)) => {
+                        tracing::info!(admin, seeded, "start-up writes done");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "start-up writes wait for the cluster");
+                        actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
     }
     let caught_up = node
         .catalog
@@ -323,6 +469,9 @@ async fn serve(
     println!("listening on http://{addr}");
 
     server.await.context("http server failed")?;
+    if let Some(cluster) = &cluster {
+        cluster.shutdown().await;
+    }
     runtime.shutdown().context("final flush failed")?;
     tracing::info!("stopped cleanly; every acknowledged write is on disk");
     Ok(())

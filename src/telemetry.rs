@@ -7,7 +7,14 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global tracing subscriber. Call once, before anything logs.
 pub fn init_logs(format: &str, level: &str) {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // openraft narrates every vote and heartbeat at info: keep it to warnings unless
+    // the filter names it.
+    let level = if level.contains("openraft") {
+        level.to_owned()
+    } else {
+        format!("{level},openraft=warn")
+    };
+    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

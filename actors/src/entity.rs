@@ -18,7 +18,11 @@ pub enum RejectionKind {
 }
 
 /// An expected, domain-level refusal of a command. Never a failure of the runtime.
-pub trait Rejection: std::error::Error + Clone + Send + 'static {
+/// Serializable because in a cluster it travels back from the node that leads the
+/// entity's shard.
+pub trait Rejection:
+    std::error::Error + Clone + Send + Serialize + DeserializeOwned + 'static
+{
     /// A stable machine-readable code, e.g. `out_of_stock`.
     fn code(&self) -> &'static str;
     fn kind(&self) -> RejectionKind;
@@ -43,7 +47,8 @@ pub trait Entity: Send + Unpin + 'static {
         + Sync
         + Unpin
         + 'static;
-    type Command: Debug + Send + 'static;
+    /// Serializable: in a cluster a command travels to the node leading its shard.
+    type Command: Debug + Send + Serialize + DeserializeOwned + 'static;
     type Event: Debug + Clone + Serialize + DeserializeOwned + Send + 'static;
     type Rejection: Rejection;
 

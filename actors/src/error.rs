@@ -6,7 +6,7 @@ use ecommesh_persistence::StoreError;
 use thiserror::Error;
 
 /// The failure of a command sent to an entity. `R` is the entity's domain rejection.
-#[derive(Debug, Clone, Error)]
+#[derive(Debug, Clone, Error, serde::Serialize, serde::Deserialize)]
 pub enum EntityError<R> {
     /// The entity refused the command (out of stock, illegal transition, ...).
     #[error(transparent)]

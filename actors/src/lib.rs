@@ -11,11 +11,13 @@
 //!   isolates panics so that one entity's failure is invisible to the others.
 //!
 //! The write path: validate against the state, apply the events, append them to the
-//! journal, wait for group commit, reply. Nothing is acknowledged before it is durable.
+//! [`journal::Journal`] (the local store and group commit, or a cluster's consensus group),
+//! wait until they are durable, reply. Nothing is acknowledged before it is durable.
 
 pub mod entities;
 pub mod entity;
 pub mod error;
+pub mod journal;
 pub mod money;
 pub mod recovery;
 pub mod registry;
@@ -24,6 +26,7 @@ pub mod supervisor;
 
 pub use entity::{Entity, Rejection, RejectionKind};
 pub use error::EntityError;
+pub use journal::{AppendDone, Flushed, Journal, LocalJournal, Ticket};
 pub use money::{Currency, Money};
 pub use registry::{Registry, Runtime, RuntimeConfig};
 pub use shard::{Committed, Observer, Reply};

@@ -15,7 +15,10 @@ use ecommesh_persistence::{EventStore, GroupCommit, ShardId, StoreError};
 
 use crate::entity::Entity;
 use crate::error::EntityError;
-use crate::shard::{Execute, LiveCount, Observer, Outcome, Read, ReplyTo, Shard, ShardSettings};
+use crate::journal::{Journal, LocalJournal};
+use crate::shard::{
+    Execute, LiveCount, Observer, Outcome, Read, ReplyTo, Reset, Shard, ShardSettings,
+};
 use crate::supervisor::CrashPolicy;
 
 /// The FNV-1a 64-bit hash of `kind/id`, stable across builds and platforms.
@@ -75,20 +78,35 @@ impl Default for RuntimeConfig {
 pub struct Runtime {
     store: Arc<dyn EventStore>,
     commit: GroupCommit,
+    journal: Arc<dyn Journal>,
     config: RuntimeConfig,
     arbiters: Vec<Arbiter>,
     next_arbiter: AtomicUsize,
 }
 
 impl Runtime {
+    /// A single node's runtime: appends go to `store`, made durable by group commit.
     pub fn start(store: Arc<dyn EventStore>, config: RuntimeConfig) -> Self {
         let commit = GroupCommit::with_delay(store.clone(), config.commit_delay);
+        let journal = Arc::new(LocalJournal::new(store.clone(), commit.clone()));
+        Self::with_journal(store, commit, journal, config)
+    }
+
+    /// A runtime whose appends go to `journal` (a cluster's consensus groups); `store` is
+    /// where they land once durable, and what entities are rebuilt from.
+    pub fn with_journal(
+        store: Arc<dyn EventStore>,
+        commit: GroupCommit,
+        journal: Arc<dyn Journal>,
+        config: RuntimeConfig,
+    ) -> Self {
         let arbiters = (0..config.arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
         Runtime {
             store,
             commit,
+            journal,
             config,
             arbiters,
             next_arbiter: AtomicUsize::new(0),
@@ -131,12 +149,13 @@ impl Runtime {
                 let arbiter = &self.arbiters
                     [self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
                 let queued = Arc::new(AtomicUsize::new(0));
-                let (store, commit, q) = (self.store.clone(), self.commit.clone(), queued.clone());
+                let (store, journal, q) =
+                    (self.store.clone(), self.journal.clone(), queued.clone());
                 let observer = observer.clone();
                 let addr = Shard::<E>::start_in_arbiter(&arbiter.handle(), move |ctx| {
                     // Our own counter refuses work first; actix's limit is only a backstop.
                     ctx.set_mailbox_capacity(capacity + 64);
-                    Shard::new(id, store, commit, settings, q, observer)
+                    Shard::new(id, store, journal, settings, q, observer)
                 });
                 ShardHandle { addr, queued }
             })
@@ -233,6 +252,14 @@ impl<E: Entity> Registry<E> {
         handle.addr.do_send(message(tx));
         // A dropped sender means the shard is gone (shutdown).
         rx.await.unwrap_or(Err(EntityError::Unavailable))
+    }
+
+    /// Drops the live entities of `shard`: its lead moved, so another node may have
+    /// written to them. Commands sent after this see the journal's state.
+    pub fn reset(&self, shard: ShardId) {
+        if let Some(h) = self.shards.get(shard as usize) {
+            h.addr.do_send(Reset);
+        }
     }
 
     /// The number of live entities of this kind, over all shards.

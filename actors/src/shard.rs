@@ -3,16 +3,21 @@
 //! Entities are state machines in a map, not actors of their own: the shard's mailbox is
 //! their mailbox, so each entity still sees its commands one at a time and in order
 //! (single writer), at ~100 B of runtime overhead instead of ~850 B for an idle actor.
-//! While a command waits for group commit, the shard goes on with the next one; replies
-//! are sent only once the events are on disk.
+//! While a command's events wait to become durable (group commit, or a majority of the
+//! shard's replicas), the shard goes on with the next one; replies are sent only once the
+//! events are durable.
 //!
 //! Invariants:
-//! - A live entity's `seq` equals its journal's last sequence number, because every
-//!   append goes through this actor and a failed append evicts the entity.
+//! - A live entity's `seq` equals its journal's last sequence number once its pending
+//!   appends settle, because every append goes through this actor and a failed append
+//!   evicts the entity.
 //! - A panic in entity code, or a failed append, drops the entity's in-memory state; it
 //!   is rebuilt from its journal on the next command, so nothing unwritten survives.
-//! - A read of an entity with writes not yet flushed waits for that flush, so nothing is
+//!   Appends are conditional on the sequence number, so an append decided on state that
+//!   turned out stale is refused by the journal, never written twice or out of order.
+//! - A read of an entity with appends not yet durable waits for them, so nothing is
 //!   ever reported that a crash could take back.
+//! - Snapshots are written only for durable states.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,16 +25,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use ecommesh_persistence::{now_ms, EventStore, GroupCommit, NewEvent, ShardId, StoreError};
+use ecommesh_persistence::{now_ms, EventStore, NewEvent, ShardId, StoreError};
 use tokio::sync::oneshot;
 
 use crate::entity::{encode_event, Entity};
 use crate::error::EntityError;
+use crate::journal::{Journal, Ticket};
 use crate::recovery;
 use crate::supervisor::{guard, CrashLog, CrashPolicy};
 
 /// The state of an entity after a command, and the sequence number it is at.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reply<S> {
     pub seq: u64,
     pub state: S,
@@ -39,8 +45,8 @@ pub struct Reply<S> {
 pub type Outcome<E> = Result<Reply<<E as Entity>::State>, EntityError<<E as Entity>::Rejection>>;
 
 /// Where a shard sends an outcome. A reply that must wait for durability is handed to
-/// the group-commit writer, which sends it straight to the caller after the flush: one
-/// thread hop instead of waking the shard's thread again.
+/// the journal, which sends it straight to the caller once durable: one thread hop
+/// instead of waking the shard's thread again.
 pub type ReplyTo<E> = oneshot::Sender<Outcome<E>>;
 
 /// Runs a command against an entity. With `expected_seq`, the command is refused unless
@@ -82,18 +88,27 @@ pub struct Committed<E: Entity> {
 
 /// Hears every durable change of one entity kind, before the command's caller is told:
 /// whatever it updates already shows the change when the caller gets its answer. It runs
-/// on the group-commit thread, so it must only hand the change on, never block.
+/// on the journal's thread, so it must only hand the change on, never block.
 pub type Observer<E> = Arc<dyn Fn(Committed<E>) + Send + Sync>;
 
 /// When a reply may be sent.
 enum Durable<E: Entity> {
-    /// Everything it shows is on disk already.
+    /// Everything it shows is durable already.
     Now,
-    /// It shows writes still waiting for group commit.
+    /// It shows appends that are not durable yet.
     AfterFlush,
-    /// The command wrote events: wait for them, remember the batch on the entity, and
-    /// then tell the observer, if there is one.
-    AfterWrite(Option<Committed<E>>),
+    /// The command decided events: append them, and reply once they are durable.
+    AfterWrite(Write<E>),
+}
+
+/// The append a command decided, and what to do once it is durable.
+struct Write<E: Entity> {
+    expected_seq: u64,
+    events: Vec<NewEvent>,
+    /// For the observer, if there is one.
+    committed: Option<Committed<E>>,
+    /// A snapshot to save once durable, when one is due.
+    snapshot: Option<E::State>,
 }
 
 type Pending<E> =
@@ -104,6 +119,24 @@ pub struct LiveCount;
 
 impl Message for LiveCount {
     type Result = usize;
+}
+
+/// Drops every live entity of the shard: another node may have written to them (this
+/// node lost, or has just gained, the lead of the shard). They come back from the journal.
+pub struct Reset;
+
+impl Message for Reset {
+    type Result = ();
+}
+
+/// Drops an entity whose append at `seq` failed, unless it was rebuilt since.
+struct Evict {
+    id: Box<str>,
+    seq: u64,
+}
+
+impl Message for Evict {
+    type Result = ();
 }
 
 /// Per-shard settings, shared by every shard of a runtime.
@@ -119,8 +152,8 @@ pub struct ShardSettings {
 struct Slot<S> {
     state: S,
     seq: u64,
-    /// The group-commit batch of the last write; durable once that batch is flushed.
-    write_batch: u64,
+    /// The journal ticket of the last append.
+    ticket: Ticket,
     /// Milliseconds since the shard started, at the last command.
     last_used_ms: u64,
     since_snapshot: u32,
@@ -130,7 +163,7 @@ struct Slot<S> {
 pub struct Shard<E: Entity> {
     id: ShardId,
     store: Arc<dyn EventStore>,
-    commit: GroupCommit,
+    journal: Arc<dyn Journal>,
     settings: ShardSettings,
     queued: Arc<AtomicUsize>,
     entities: HashMap<Box<str>, Slot<E::State>>,
@@ -152,7 +185,7 @@ impl<E: Entity> Shard<E> {
     pub(crate) fn new(
         id: ShardId,
         store: Arc<dyn EventStore>,
-        commit: GroupCommit,
+        journal: Arc<dyn Journal>,
         settings: ShardSettings,
         queued: Arc<AtomicUsize>,
         observer: Option<Observer<E>>,
@@ -160,7 +193,7 @@ impl<E: Entity> Shard<E> {
         Shard {
             id,
             store,
-            commit,
+            journal,
             settings,
             queued,
             entities: HashMap::new(),
@@ -187,6 +220,9 @@ impl<E: Entity> Shard<E> {
         }
         let key = store_key::<E>(id);
         let started = Instant::now();
+        // The store may show appends that are not durable yet (a failed flush's, on a
+        // single node): what is read now is shown once the latest append is durable.
+        let ticket = self.journal.last_ticket(self.id);
         let (store, shard) = (&*self.store, self.id);
         match guard(|| recovery::recover::<E>(store, shard, &key)) {
             Ok(Ok(r)) => {
@@ -198,7 +234,7 @@ impl<E: Entity> Shard<E> {
                 let slot = Slot {
                     state: r.state,
                     seq: r.seq,
-                    write_batch: 0,
+                    ticket,
                     last_used_ms: self.elapsed_ms(now),
                     since_snapshot: r.replayed.min(u32::MAX as u64) as u32,
                 };
@@ -277,7 +313,7 @@ impl<E: Entity> Shard<E> {
             }
         };
         if events.is_empty() {
-            let durable = if self.commit.is_durable(slot.write_batch) {
+            let durable = if self.journal.is_durable(self.id, slot.ticket) {
                 Durable::Now
             } else {
                 Durable::AfterFlush
@@ -290,46 +326,26 @@ impl<E: Entity> Shard<E> {
                 durable,
             ));
         }
-        let key = store_key::<E>(&msg.id);
-        let appended = events
+        let encoded = events
             .iter()
             .map(|e| encode_event::<E>(e, wall_ms))
-            .collect::<Result<Vec<NewEvent>, _>>()
-            .map_err(StoreError::from)
-            .and_then(|new| self.store.append(self.id, &key, slot.seq, &new));
-        let seq = match appended {
-            Ok(seq) => seq,
+            .collect::<Result<Vec<NewEvent>, _>>();
+        let encoded = match encoded {
+            Ok(new) => new,
             Err(e) => {
                 // The state already holds the events: drop it so the journal is the truth.
-                self.crashed(&msg.id, &format!("append failed: {e}"), now);
-                return Err(match e {
-                    StoreError::Conflict {
-                        entity,
-                        expected,
-                        actual,
-                    } => EntityError::Conflict {
-                        entity,
-                        expected,
-                        actual,
-                    },
-                    e => EntityError::Storage(e),
-                });
+                self.crashed(&msg.id, &format!("cannot encode events: {e}"), now);
+                return Err(EntityError::Storage(e.into()));
             }
         };
         let prev_seq = slot.seq;
+        let seq = prev_seq + events.len() as u64;
         slot.seq = seq;
         slot.since_snapshot += events.len() as u32;
-        if slot.since_snapshot >= self.settings.snapshot_every {
-            match recovery::snapshot::<E>(&*self.store, self.id, &key, &slot.state, seq) {
-                Ok(()) => slot.since_snapshot = 0,
-                Err(e) => {
-                    tracing::warn!(entity = key, error = %e, "snapshot failed; the journal still has everything")
-                }
-            }
-        }
-        metrics::counter!("ecommesh_journal_appends_total", "kind" => E::KIND).increment(1);
-        metrics::counter!("ecommesh_journal_events_total", "kind" => E::KIND)
-            .increment(events.len() as u64);
+        let snapshot = (slot.since_snapshot >= self.settings.snapshot_every).then(|| {
+            slot.since_snapshot = 0;
+            slot.state.clone()
+        });
         let committed = self.observer.as_ref().map(|_| Committed {
             id: msg.id.as_str().into(),
             prev_seq,
@@ -343,7 +359,12 @@ impl<E: Entity> Shard<E> {
                 seq,
                 state: slot.state.clone(),
             },
-            Durable::AfterWrite(committed),
+            Durable::AfterWrite(Write {
+                expected_seq: prev_seq,
+                events: encoded,
+                committed,
+                snapshot,
+            }),
         ))
     }
 
@@ -353,7 +374,7 @@ impl<E: Entity> Shard<E> {
         let elapsed = self.elapsed_ms(now);
         let slot = self.entities.get_mut(id).expect("activated above");
         slot.last_used_ms = elapsed;
-        let durable = if self.commit.is_durable(slot.write_batch) {
+        let durable = if self.journal.is_durable(self.id, slot.ticket) {
             Durable::Now
         } else {
             Durable::AfterFlush
@@ -387,8 +408,8 @@ impl<E: Entity> Shard<E> {
         }
     }
 
-    /// Sends the outcome now, or hands it to group commit to send once it is durable.
-    fn respond(&mut self, id: &str, pending: Pending<E>, reply_to: ReplyTo<E>) {
+    /// Sends the outcome now, or hands it to the journal to send once it is durable.
+    fn respond(&mut self, id: &str, pending: Pending<E>, reply_to: ReplyTo<E>, me: Addr<Self>) {
         let (reply, durable) = match pending {
             Ok(p) => p,
             Err(e) => {
@@ -396,25 +417,77 @@ impl<E: Entity> Shard<E> {
                 return;
             }
         };
-        if let Durable::Now = durable {
-            let _ = reply_to.send(Ok(reply));
-            return;
-        }
-        let wrote = matches!(durable, Durable::AfterWrite(_));
-        let (observer, committed) = match durable {
-            Durable::AfterWrite(Some(c)) => (self.observer.clone(), Some(c)),
-            _ => (None, None),
+        let write = match durable {
+            Durable::Now => {
+                let _ = reply_to.send(Ok(reply));
+                return;
+            }
+            Durable::AfterFlush => {
+                self.journal.after_pending(
+                    self.id,
+                    Box::new(move |flushed| {
+                        let _ =
+                            reply_to.send(flushed.map(|()| reply).map_err(EntityError::Storage));
+                    }),
+                );
+                return;
+            }
+            Durable::AfterWrite(write) => write,
         };
-        let batch = self.commit.on_durable(move |flushed| {
-            if let (true, Some(observer), Some(c)) = (flushed.is_ok(), observer, committed) {
-                observer(c);
+        let key = store_key::<E>(id);
+        let (observer, store, shard) = (self.observer.clone(), self.store.clone(), self.id);
+        let Write {
+            expected_seq,
+            events,
+            committed,
+            snapshot,
+        } = write;
+        let seq = reply.seq;
+        let evict_id: Box<str> = id.into();
+        let snapshot_key = key.clone();
+        let answer = Answer::<E> {
+            reply_to: Some(reply_to),
+            entity: key.clone(),
+        };
+        let done = Box::new(move |appended: Result<u64, StoreError>| {
+            match appended {
+                Ok(_) => {
+                    metrics::counter!("ecommesh_journal_appends_total", "kind" => E::KIND)
+                        .increment(1);
+                    metrics::counter!("ecommesh_journal_events_total", "kind" => E::KIND)
+                        .increment(seq - expected_seq);
+                    if let Some(state) = snapshot {
+                        if let Err(e) =
+                            recovery::snapshot::<E>(&*store, shard, &snapshot_key, &state, seq)
+                        {
+                            tracing::warn!(entity = snapshot_key, error = %e, "snapshot failed; the journal still has everything");
+                        }
+                    }
+                    if let (Some(observer), Some(c)) = (observer, committed) {
+                        observer(c);
+                    }
+                    answer.send(Ok(reply));
+                }
+                Err(e) => {
+                    // The live state holds events the journal may not: rebuild it.
+                    me.do_send(Evict { id: evict_id, seq });
+                    answer.send(Err(entity_error(e)));
+                }
             }
-            let _ = reply_to.send(flushed.map(|()| reply).map_err(EntityError::Storage));
         });
-        if wrote {
-            if let Some(slot) = self.entities.get_mut(id) {
-                slot.write_batch = batch;
+        let journal = &*self.journal;
+        match guard(|| journal.append(shard, &key, expected_seq, events, done)) {
+            Ok(ticket) => {
+                if let Some(slot) = self.entities.get_mut(id) {
+                    slot.ticket = ticket;
+                }
             }
+            // `done` was dropped unanswered: its caller is told the entity crashed.
+            Err(panic) => self.crashed(
+                id,
+                &format!("panic in the journal: {panic}"),
+                Instant::now(),
+            ),
         }
     }
 
@@ -451,9 +524,9 @@ impl<E: Entity> Shard<E> {
     /// for group commit; they come back from snapshot + tail on their next command.
     fn passivate(&mut self, mut select: impl FnMut(&str, &Slot<E::State>) -> bool) {
         let before = self.entities.len();
-        let commit = &self.commit;
+        let (journal, shard) = (&self.journal, self.id);
         self.entities
-            .retain(|id, s| !(select(id, s) && commit.is_durable(s.write_batch)));
+            .retain(|id, s| !(select(id, s) && journal.is_durable(shard, s.ticket)));
         let passivated = before - self.entities.len();
         if passivated > 0 {
             metrics::counter!("ecommesh_entity_passivations_total", "kind" => E::KIND)
@@ -480,20 +553,20 @@ impl<E: Entity> Actor for Shard<E> {
 impl<E: Entity> Handler<Execute<E>> for Shard<E> {
     type Result = ();
 
-    fn handle(&mut self, msg: Execute<E>, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Execute<E>, ctx: &mut Self::Context) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
         let pending = self.contained(&msg.id, |shard| shard.execute(&msg));
-        self.respond(&msg.id, pending, msg.reply_to);
+        self.respond(&msg.id, pending, msg.reply_to, ctx.address());
     }
 }
 
 impl<E: Entity> Handler<Read<E>> for Shard<E> {
     type Result = ();
 
-    fn handle(&mut self, msg: Read<E>, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Read<E>, ctx: &mut Self::Context) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
         let pending = self.contained(&msg.id, |shard| shard.read(&msg.id));
-        self.respond(&msg.id, pending, msg.reply_to);
+        self.respond(&msg.id, pending, msg.reply_to, ctx.address());
     }
 }
 
@@ -502,5 +575,68 @@ impl<E: Entity> Handler<LiveCount> for Shard<E> {
 
     fn handle(&mut self, _: LiveCount, _: &mut Self::Context) -> usize {
         self.entities.len()
+    }
+}
+
+impl<E: Entity> Handler<Reset> for Shard<E> {
+    type Result = ();
+
+    fn handle(&mut self, _: Reset, _: &mut Self::Context) {
+        let dropped = self.entities.len();
+        self.entities.clear();
+        self.entities.shrink_to_fit();
+        metrics::gauge!("ecommesh_entities_live", "kind" => E::KIND).decrement(dropped as f64);
+    }
+}
+
+impl<E: Entity> Handler<Evict> for Shard<E> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Evict, _: &mut Self::Context) {
+        if self.entities.get(&msg.id).is_some_and(|s| s.seq >= msg.seq) {
+            self.entities.remove(&msg.id);
+            metrics::gauge!("ecommesh_entities_live", "kind" => E::KIND).decrement(1.0);
+        }
+    }
+}
+
+/// The caller's view of a failed append.
+fn entity_error<R>(e: StoreError) -> EntityError<R> {
+    match e {
+        StoreError::Conflict {
+            entity,
+            expected,
+            actual,
+        } => EntityError::Conflict {
+            entity,
+            expected,
+            actual,
+        },
+        e => EntityError::Storage(e),
+    }
+}
+
+/// The caller of a write, answered exactly once: if the journal drops the write without
+/// answering (it panicked), the caller learns that the entity crashed.
+struct Answer<E: Entity> {
+    reply_to: Option<ReplyTo<E>>,
+    entity: String,
+}
+
+impl<E: Entity> Answer<E> {
+    fn send(mut self, outcome: Outcome<E>) {
+        if let Some(tx) = self.reply_to.take() {
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
+impl<E: Entity> Drop for Answer<E> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.reply_to.take() {
+            let _ = tx.send(Err(EntityError::Crashed {
+                entity: std::mem::take(&mut self.entity),
+            }));
+        }
     }
 }

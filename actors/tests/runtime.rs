@@ -18,7 +18,7 @@ static BLOCKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::
 /// A test-only entity whose commands can panic or block its shard.
 struct Counter;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum CounterCmd {
     Add(u64),
     /// Panics while deciding: nothing is written.

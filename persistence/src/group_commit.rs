@@ -172,6 +172,17 @@ impl GroupCommit {
         Ok(batch)
     }
 
+    /// The batch of the latest request so far: once it is durable, so is every append
+    /// that has returned.
+    pub fn last_batch(&self) -> u64 {
+        let q = self.inner.queue.lock();
+        if q.waiters.is_empty() {
+            q.next_batch - 1
+        } else {
+            q.next_batch
+        }
+    }
+
     /// True when batch `batch` (see [`FlushTicket::batch`]) is already on disk.
     pub fn is_durable(&self, batch: u64) -> bool {
         self.inner.flushed.load(Ordering::Acquire) >= batch

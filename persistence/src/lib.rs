@@ -41,17 +41,15 @@ pub fn open_store(opts: &StoreOptions) -> Result<std::sync::Arc<dyn EventStore>,
     Ok(std::sync::Arc::new(SledStore::open(opts)?))
 }
 
-/// Opens the durable store of a data directory for a cluster node: its shards are driven
-/// by consensus logs kept in the same store, so one flush makes both durable.
-pub fn open_replicated_store(
-    opts: &StoreOptions,
-) -> Result<
-    (
-        std::sync::Arc<dyn ReplicatedStore>,
-        std::sync::Arc<dyn ConsensusLog>,
-    ),
-    StoreError,
-> {
+/// A cluster node's store: its event journal, driven by consensus logs kept in the same
+/// database, so that one flush makes both durable.
+pub type Replicated = (
+    std::sync::Arc<dyn ReplicatedStore>,
+    std::sync::Arc<dyn ConsensusLog>,
+);
+
+/// Opens the durable store of a data directory for a cluster node.
+pub fn open_replicated_store(opts: &StoreOptions) -> Result<Replicated, StoreError> {
     let store = std::sync::Arc::new(SledStore::open(opts)?);
     Ok((store.clone(), store))
 }

@@ -149,7 +149,7 @@ async fn transition(node: &Node, id: &str, cmd: OrderCommand) -> Result<HttpResp
             Ok(HttpResponse::Ok().json(view))
         }
         Err(EntityError::Rejected(OrderRejection::IllegalTransition { from, to })) => {
-            Err(illegal(from, to))
+            Err(illegal(&from, &to))
         }
         Err(EntityError::Rejected(OrderRejection::NotFound)) => {
             Err(ApiError::not_found("no such order"))
@@ -486,7 +486,7 @@ pub async fn cancel(
             {
                 Ok(reply) => reply.state,
                 Err(EntityError::Rejected(OrderRejection::IllegalTransition { from, .. })) => {
-                    return Err(illegal(from, "cancelled"));
+                    return Err(illegal(&from, "cancelled"));
                 }
                 Err(e) => return Err(e.into()),
             };

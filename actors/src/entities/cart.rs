@@ -27,7 +27,7 @@ impl CartState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CartCommand {
     AddItem {
         product_id: String,
@@ -56,7 +56,7 @@ pub enum CartEvent {
     Cleared,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum CartRejection {
     #[error("quantity must be between 1 and {max}, got {quantity}")]
     InvalidQuantity { quantity: u32, max: u32 },

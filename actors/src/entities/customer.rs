@@ -1,6 +1,8 @@
 //! A customer account. The password arrives already hashed (argon2id, by the HTTP layer);
 //! this entity never sees a password.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -25,7 +27,7 @@ pub struct CustomerState {
     pub registered_at_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CustomerCommand {
     Register {
         email: String,
@@ -66,7 +68,7 @@ pub enum CustomerEvent {
     Deactivated,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum CustomerRejection {
     #[error("customer does not exist")]
     NotFound,
@@ -76,8 +78,8 @@ pub enum CustomerRejection {
     Deactivated,
     #[error("invalid {field}: {reason}")]
     Invalid {
-        field: &'static str,
-        reason: &'static str,
+        field: Cow<'static, str>,
+        reason: Cow<'static, str>,
     },
 }
 
@@ -112,8 +114,8 @@ fn check_email(email: &str) -> Result<(), CustomerRejection> {
         Ok(())
     } else {
         Err(CustomerRejection::Invalid {
-            field: "email",
-            reason: "not a valid email address",
+            field: "email".into(),
+            reason: "not a valid email address".into(),
         })
     }
 }
@@ -122,8 +124,8 @@ fn check_name(name: &str) -> Result<(), CustomerRejection> {
     let n = name.trim().chars().count();
     if n == 0 || n > 100 {
         return Err(CustomerRejection::Invalid {
-            field: "name",
-            reason: "must be 1 to 100 characters",
+            field: "name".into(),
+            reason: "must be 1 to 100 characters".into(),
         });
     }
     Ok(())
@@ -132,8 +134,8 @@ fn check_name(name: &str) -> Result<(), CustomerRejection> {
 fn check_hash(hash: &str) -> Result<(), CustomerRejection> {
     if hash.is_empty() || hash.len() > 512 {
         return Err(CustomerRejection::Invalid {
-            field: "password_hash",
-            reason: "must be a password hash",
+            field: "password_hash".into(),
+            reason: "must be a password hash".into(),
         });
     }
     Ok(())
@@ -267,7 +269,7 @@ mod tests {
             assert!(
                 matches!(
                     when::<Customer>(&[], register(bad)).unwrap_err(),
-                    CustomerRejection::Invalid { field: "email", .. }
+                    CustomerRejection::Invalid { field, .. } if field == "email"
                 ),
                 "{bad}"
             );

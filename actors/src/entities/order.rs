@@ -8,6 +8,8 @@
 //! ```
 //! Every other transition is refused with `illegal_transition`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -114,7 +116,7 @@ impl OrderState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderCommand {
     Place {
         customer_id: String,
@@ -178,18 +180,21 @@ pub enum OrderEvent {
     ReturnedLines(Vec<(String, u32)>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum OrderRejection {
     #[error("order does not exist")]
     NotFound,
     #[error("order already placed")]
     AlreadyPlaced,
     #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        field: Cow<'static, str>,
+        reason: String,
+    },
     #[error("cannot go from {from} to {to}")]
     IllegalTransition {
-        from: &'static str,
-        to: &'static str,
+        from: Cow<'static, str>,
+        to: Cow<'static, str>,
     },
 }
 
@@ -213,7 +218,7 @@ impl Rejection for OrderRejection {
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> OrderRejection {
     OrderRejection::Invalid {
-        field,
+        field: field.into(),
         reason: reason.into(),
     }
 }
@@ -319,8 +324,8 @@ impl Entity for Order {
         use OrderCommand::*;
         use OrderStatus as S;
         let illegal = |to: OrderStatus| OrderRejection::IllegalTransition {
-            from: state.status.as_str(),
-            to: to.as_str(),
+            from: state.status.as_str().into(),
+            to: to.as_str().into(),
         };
         if state.status == S::New && !matches!(command, Place { .. }) {
             return Err(OrderRejection::NotFound);
@@ -591,8 +596,8 @@ mod tests {
             )
             .unwrap_err(),
             OrderRejection::IllegalTransition {
-                from: "pending_payment",
-                to: "shipped"
+                from: "pending_payment".into(),
+                to: "shipped".into()
             }
         );
         assert!(
@@ -742,7 +747,7 @@ mod partial_returns {
             )
             .unwrap_err();
             assert!(
-                matches!(err, OrderRejection::Invalid { field: "lines", .. }),
+                matches!(err, OrderRejection::Invalid { ref field, .. } if field == "lines"),
                 "{lines:?}"
             );
         }

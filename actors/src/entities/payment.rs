@@ -31,7 +31,7 @@ impl PaymentState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentCommand {
     /// Records the provider's answer to a charge. Ignored when an outcome is recorded
     /// already: the first answer stands.
@@ -65,7 +65,7 @@ pub enum PaymentEvent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum PaymentRejection {
     #[error("nothing was charged")]
     NotCharged,

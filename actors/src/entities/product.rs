@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -107,7 +109,7 @@ impl ProductPatch {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProductCommand {
     Create {
         details: ProductDetails,
@@ -177,7 +179,7 @@ pub enum ProductEvent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum ProductRejection {
     #[error("product does not exist")]
     NotFound,
@@ -186,7 +188,10 @@ pub enum ProductRejection {
     #[error("product is archived")]
     Archived,
     #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        field: Cow<'static, str>,
+        reason: String,
+    },
     #[error("only {available} left, {requested} requested")]
     OutOfStock { requested: u64, available: u64 },
     #[error("reservation {reservation_id} does not exist or has expired")]
@@ -227,7 +232,7 @@ impl Rejection for ProductRejection {
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ProductRejection {
     ProductRejection::Invalid {
-        field,
+        field: field.into(),
         reason: reason.into(),
     }
 }
@@ -595,7 +600,7 @@ mod tests {
         .unwrap_err();
         assert!(matches!(
             err,
-            ProductRejection::Invalid { field: "sku", .. }
+            ProductRejection::Invalid { field, .. } if field == "sku"
         ));
         d.sku = "ok".into();
         d.price.amount = -1;
@@ -608,7 +613,7 @@ mod tests {
                 }
             )
             .unwrap_err(),
-            ProductRejection::Invalid { field: "price", .. }
+            ProductRejection::Invalid { field, .. } if field == "price"
         ));
     }
 

@@ -30,7 +30,7 @@ impl SessionState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionCommand {
     Start {
         customer_id: String,
@@ -65,7 +65,7 @@ pub enum SessionEvent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum SessionRejection {
     #[error("session does not exist")]
     NotFound,

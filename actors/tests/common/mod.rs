@@ -3,7 +3,7 @@
 use ecommesh_actors::{Rejection, RejectionKind};
 
 /// The rejection of test entities that never reject.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("never")]
 pub struct Never;
 

@@ -1,0 +1,448 @@
+//! The cluster: every shard is a Raft group (openraft) replicated on up to
+//! `replication_factor` nodes; the node that leads a shard hosts its live entities; any
+//! node takes any request and forwards entity commands to the shard's leader.
+//!
+//! - [`types`]: what a group's entries carry and answer.
+//! - [`storage`]: the group's log (in the node's consensus log) and state machine (the
+//!   node's event journal shard), both on the node's one sled store.
+//! - [`transport`] and [`network`]: one TCP link per pair of nodes for all groups.
+//! - [`journal`]: the entity runtime's appends proposed to the shard's group.
+//! - [`router`]: entity commands sent to the shard's leader, here or on another node.
+//!
+//! Raft runs on its own tokio runtime (two threads), apart from the HTTP workers and the
+//! shard actors, so that elections and heartbeats keep time when requests pile up.
+
+pub mod journal;
+pub mod network;
+pub mod router;
+pub mod storage;
+pub mod transport;
+pub mod types;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use ecommesh_persistence::{ConsensusLog, GroupCommit, ReplicatedStore};
+use openraft::ServerState;
+use serde::Serialize;
+
+use self::network::{decode, encode, GroupNetwork, PeerRequest};
+use self::storage::{LogStore, ShardMachine};
+use self::transport::Transport;
+use self::types::{NodeAddr, NodeId, Raft};
+
+/// How a node takes part in a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub node_id: NodeId,
+    /// Where this node listens for its peers.
+    pub rpc_listen: String,
+    /// Every node of the initial cluster (this one included): id -> peer address.
+    pub peers: BTreeMap<NodeId, String>,
+    pub replication_factor: usize,
+    pub heartbeat: Duration,
+    /// Elections start after a random wait between this and twice this.
+    pub election_timeout: Duration,
+    /// How long a request waits for a shard without a leader before it gets 503.
+    pub leader_wait: Duration,
+    /// This node's HTTP address, as shown to operators.
+    pub http: String,
+}
+
+/// Answers requests that other nodes forward for entities this node leads.
+pub type EntityHandler = Arc<
+    dyn Fn(
+            String,
+            Vec<u8>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Called when this node starts or stops leading a shard.
+pub type LeadListener = Arc<dyn Fn(u32, bool) + Send + Sync>;
+
+/// This node's part of the cluster.
+pub struct Cluster {
+    pub settings: ClusterSettings,
+    pub rafts: Vec<Raft>,
+    pub transport: Arc<Transport>,
+    pub journal: Arc<journal::RaftJournal>,
+    /// Per shard: this node leads it and its state machine has caught up, so its entity
+    /// actors may serve.
+    serving: Vec<AtomicBool>,
+    entities: Arc<OnceLock<EntityHandler>>,
+    lead_listener: Arc<OnceLock<LeadListener>>,
+    handle: tokio::runtime::Handle,
+    /// Owned here; shut down in the background on drop (dropping a runtime from async
+    /// code would panic).
+    runtime: parking_lot::Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.lock().take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The voters of `shard`: `replication_factor` consecutive nodes (by id), starting at an
+/// offset that moves with the shard, so that replicas and first leaders spread evenly.
+pub fn placement(shard: u32, nodes: &[NodeId], replication_factor: usize) -> BTreeSet<NodeId> {
+    let n = nodes.len().max(1);
+    (0..replication_factor.clamp(1, n))
+        .map(|k| nodes[(shard as usize + k) % n])
+        .collect()
+}
+
+impl Cluster {
+    /// Opens every shard's group on this node, links to the peers, and (on the node with
+    /// the lowest id, the first time) forms the groups.
+    pub fn start(
+        settings: ClusterSettings,
+        shards: u32,
+        store: Arc<dyn ReplicatedStore>,
+        log: Arc<dyn ConsensusLog>,
+        commit: GroupCommit,
+    ) -> anyhow::Result<Arc<Self>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("raft")
+            .enable_all()
+            .build()?;
+        let config = Arc::new(
+            openraft::Config {
+                cluster_name: "ecommesh".into(),
+                heartbeat_interval: settings.heartbeat.as_millis() as u64,
+                election_timeout_min: settings.election_timeout.as_millis() as u64,
+                election_timeout_max: 2 * settings.election_timeout.as_millis() as u64,
+                // Shard snapshots are whole-shard exports: take them rarely.
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
+                max_in_snapshot_log_to_keep: 2_000,
+                max_payload_entries: 256,
+                ..Default::default()
+            }
+            .validate()
+            .context("invalid raft timing")?,
+        );
+        let entities: Arc<OnceLock<EntityHandler>> = Arc::default();
+        let rafts_cell: Arc<OnceLock<Vec<Raft>>> = Arc::default();
+        let handler: transport::Handler = {
+            let (rafts, entities) = (rafts_cell.clone(), entities.clone());
+            Arc::new(move |from, payload: Bytes| {
+                let (rafts, entities) = (rafts.clone(), entities.clone());
+                Box::pin(async move { answer(from, &payload, rafts, entities).await })
+            })
+        };
+        let me = settings.node_id;
+        let (transport, rafts) = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind(&settings.rpc_listen)
+                .await
+                .with_context(|| format!("cannot listen for peers on {}", settings.rpc_listen))?;
+            let transport = Transport::start(
+                me,
+                listener,
+                settings
+                    .peers
+                    .iter()
+                    .map(|(id, a)| (*id, a.clone()))
+                    .collect::<HashMap<_, _>>(),
+                handler,
+            );
+            let mut rafts = Vec::with_capacity(shards as usize);
+            for shard in 0..shards {
+                let network = GroupNetwork {
+                    group: shard,
+                    transport: transport.clone(),
+                };
+                let log_store = LogStore::new(shard, log.clone(), commit.clone());
+                let machine = ShardMachine::open(shard, store.clone(), log.clone(), commit.clone())?;
+                let raft = Raft::new(me, config.clone(), network, log_store, machine)
+                    .await
+                    .with_context(|| format!("cannot start the raft group of shard {shard}"))?;
+                rafts.push(raft);
+            }
+            anyhow::Ok((transport, rafts))
+        })?;
+        let _ = rafts_cell.set(rafts.clone());
+        let journal = {
+            let _guard = runtime.enter();
+            Arc::new(journal::RaftJournal::start(&rafts))
+        };
+        runtime.block_on(async {
+            // Give the links a moment, so that the first elections find their peers.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        });
+        let cluster = Arc::new(Cluster {
+            serving: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            settings,
+            rafts,
+            transport,
+            journal,
+            entities,
+            lead_listener: Arc::default(),
+            handle: runtime.handle().clone(),
+            runtime: parking_lot::Mutex::new(None),
+        });
+        runtime.block_on(cluster.form())?;
+        for shard in 0..shards {
+            let c = cluster.clone();
+            runtime.spawn(async move { c.follow_lead(shard).await });
+        }
+        *cluster.runtime.lock() = Some(runtime);
+        Ok(cluster)
+    }
+
+    /// The first node forms every group that has never been formed; elsewhere (and on
+    /// later starts) this does nothing.
+    async fn form(&self) -> anyhow::Result<()> {
+        let nodes: Vec<NodeId> = self.settings.peers.keys().copied().collect();
+        if nodes.first() != Some(&self.settings.node_id) {
+            return Ok(());
+        }
+        for (shard, raft) in self.rafts.iter().enumerate() {
+            if raft.is_initialized().await? {
+                continue;
+            }
+            let voters: BTreeMap<NodeId, NodeAddr> =
+                placement(shard as u32, &nodes, self.settings.replication_factor)
+                    .into_iter()
+                    .map(|id| (id, self.addr_of(id)))
+                    .collect();
+            raft.initialize(voters)
+                .await
+                .with_context(|| format!("cannot form the group of shard {shard}"))?;
+        }
+        tracing::info!(shards = self.rafts.len(), "formed the shard groups");
+        Ok(())
+    }
+
+    fn addr_of(&self, id: NodeId) -> NodeAddr {
+        NodeAddr {
+            rpc: self.settings.peers.get(&id).cloned().unwrap_or_default(),
+            http: if id == self.settings.node_id {
+                self.settings.http.clone()
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    /// Keeps `serving` and the lead listener up to date for one shard.
+    async fn follow_lead(self: Arc<Self>, shard: u32) {
+        let raft = &self.rafts[shard as usize];
+        let mut metrics = raft.metrics();
+        let mut leading_term: Option<u64> = None;
+        loop {
+            let (leads, term) = {
+                let m = metrics.borrow_and_update();
+                (
+                    m.state == ServerState::Leader && m.current_leader == Some(m.id),
+                    m.current_term,
+                )
+            };
+            let now = leads.then_some(term);
+            if now != leading_term {
+                self.serving[shard as usize].store(false, Ordering::Release);
+                if let Some(listener) = self.lead_listener.get() {
+                    listener(shard, leads);
+                }
+                if leads {
+                    tracing::info!(shard, term, "leading the shard");
+                    metrics::counter!("ecommesh_cluster_leader_changes_total").increment(1);
+                    // Serve only once everything committed before this term is applied.
+                    let caught_up = raft.ensure_linearizable().await.is_ok();
+                    let still = {
+                        let m = raft.metrics().borrow().clone();
+                        m.state == ServerState::Leader && m.current_term == term
+                    };
+                    self.serving[shard as usize].store(caught_up && still, Ordering::Release);
+                    if !(caught_up && still) {
+                        leading_term = None;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                }
+                leading_term = now;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Tells `listener` whenever this node starts or stops leading a shard.
+    pub fn on_lead_change(&self, listener: LeadListener) {
+        let _ = self.lead_listener.set(listener);
+    }
+
+    /// Sets who answers forwarded entity requests; until then they are refused.
+    pub fn serve_entities(&self, handler: EntityHandler) {
+        let _ = self.entities.set(handler);
+    }
+
+    /// True when this node leads `shard` and may serve its entities.
+    pub fn serves(&self, shard: u32) -> bool {
+        self.serving
+            .get(shard as usize)
+            .is_some_and(|s| s.load(Ordering::Acquire))
+    }
+
+    /// The shard's leader as this node knows it.
+    pub fn leader(&self, shard: u32) -> Option<NodeId> {
+        self.rafts
+            .get(shard as usize)
+            .and_then(|r| r.metrics().borrow().current_leader)
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.settings.node_id
+    }
+
+    /// Stops every group of this node (the others elect new leaders for the shards it
+    /// led); what it acknowledged is already on a majority's disks.
+    pub async fn shutdown(&self) {
+        let rafts = self.rafts.clone();
+        let stopped = self.handle.spawn(async move {
+            for raft in rafts {
+                let _ = raft.shutdown().await;
+            }
+        });
+        let _ = stopped.await;
+    }
+
+    /// What `ecommesh cluster status` and `GET /api/v1/admin/cluster` show.
+    pub fn status(&self) -> ClusterStatus {
+        let mut shards = Vec::with_capacity(self.rafts.len());
+        let mut leaders: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for (i, raft) in self.rafts.iter().enumerate() {
+            let m = raft.metrics().borrow().clone();
+            if let Some(l) = m.current_leader {
+                *leaders.entry(l).or_default() += 1;
+            }
+            let membership = m.membership_config.membership();
+            let replication = m.replication.as_ref().map(|r| {
+                r.iter()
+                    .map(|(id, matched)| {
+                        let behind = m
+                            .last_log_index
+                            .unwrap_or(0)
+                            .saturating_sub(matched.map_or(0, |l| l.index));
+                        (*id, behind)
+                    })
+                    .collect::<BTreeMap<_, _>>()
+            });
+            shards.push(ShardStatus {
+                shard: i as u32,
+                leader: m.current_leader,
+                term: m.current_term,
+                state: format!("{:?}", m.state),
+                voters: membership.voter_ids().collect(),
+                learners: membership.learner_ids().collect(),
+                last_log_index: m.last_log_index.unwrap_or(0),
+                last_applied: m.last_applied.map_or(0, |l| l.index),
+                lag: replication,
+                serving: self.serves(i as u32),
+            });
+        }
+        let nodes = self
+            .settings
+            .peers
+            .iter()
+            .map(|(id, rpc)| NodeStatus {
+                id: *id,
+                rpc: rpc.clone(),
+                http: (*id == self.me()).then(|| self.settings.http.clone()),
+                connected: *id == self.me() || self.transport.is_connected(*id),
+                leads: leaders.get(id).copied().unwrap_or(0),
+            })
+            .collect();
+        ClusterStatus {
+            node_id: self.me(),
+            replication_factor: self.settings.replication_factor,
+            nodes,
+            shards,
+        }
+    }
+}
+
+/// A node as one node sees it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub rpc: String,
+    /// Known for the node answering only.
+    pub http: Option<String>,
+    /// Whether the link to it is up.
+    pub connected: bool,
+    /// How many shards it leads, as far as this node knows.
+    pub leads: usize,
+}
+
+/// A shard's group as one node sees it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ShardStatus {
+    pub shard: u32,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    /// This node's role in the group: Leader, Follower, Candidate or Learner.
+    pub state: String,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    pub last_log_index: u64,
+    pub last_applied: u64,
+    /// On the leader only: how many entries each replica is behind.
+    pub lag: Option<BTreeMap<NodeId, u64>>,
+    /// Whether this node serves the shard's entities now.
+    pub serving: bool,
+}
+
+/// The cluster as one node sees it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ClusterStatus {
+    pub node_id: NodeId,
+    pub replication_factor: usize,
+    pub nodes: Vec<NodeStatus>,
+    pub shards: Vec<ShardStatus>,
+}
+
+/// Answers one request from a peer.
+async fn answer(
+    from: NodeId,
+    payload: &[u8],
+    rafts: Arc<OnceLock<Vec<Raft>>>,
+    entities: Arc<OnceLock<EntityHandler>>,
+) -> Bytes {
+    let request: PeerRequest = match decode(payload) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(from, error = %e, "undecodable request from a peer");
+            return Bytes::new();
+        }
+    };
+    let group = |g: u32| rafts.get().and_then(|r| r.get(g as usize)).cloned();
+    let answer = match request {
+        PeerRequest::Append { group: g, rpc } => match group(g) {
+            Some(raft) => encode(&raft.append_entries(rpc).await),
+            None => Vec::new(),
+        },
+        PeerRequest::Vote { group: g, rpc } => match group(g) {
+            Some(raft) => encode(&raft.vote(rpc).await),
+            None => Vec::new(),
+        },
+        PeerRequest::Snapshot { group: g, rpc } => match group(g) {
+            Some(raft) => encode(&raft.install_snapshot(rpc).await),
+            None => Vec::new(),
+        },
+        PeerRequest::Entity { kind, payload } => match entities.get() {
+            Some(handler) => handler(kind, payload).await,
+            None => Vec::new(),
+        },
+    };
+    Bytes::from(answer)
+}
