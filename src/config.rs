@@ -430,7 +430,12 @@ impl Config {
     /// The nodes of `peers`, which must include this node.
     pub fn cluster_peers(&self) -> anyhow::Result<std::collections::BTreeMap<u64, String>> {
         let mut out = std::collections::BTreeMap::new();
-        for part in self.peers.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in self
+            .peers
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             let (id, addr) = part.split_once('=').with_context(|| {
                 format!("invalid configuration: `peers` entry {part:?} is not id=host:port")
             })?;

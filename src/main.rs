@@ -44,6 +44,15 @@ enum Command {
         #[arg(long)]
         email: String,
     },
+    /// Look at a cluster: `status` shows its nodes, shards, leaders, terms and lag.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Nodes, shards, leaders, terms and replication lag, as one node sees them.
+    Status(ecommesh::cluster::cli::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +64,9 @@ fn main() -> ExitCode {
             Command::Bench(args) => ecommesh::bench::run(&args),
             Command::Check => ecommesh::node::check(&config),
             Command::CreateAdmin { email } => ecommesh::node::create_admin(&config, &email),
+            Command::Cluster(ClusterCommand::Status(args)) => {
+                ecommesh::cluster::cli::status(&args, &config.admin_email, &config.admin_password)
+            }
         }
     });
     match result {

@@ -123,10 +123,26 @@ impl Node {
         ]
         .into_iter()
         .collect();
-        cluster.serve_entities(Arc::new(move |kind, payload| match handlers.get(kind.as_str()) {
-            Some(h) => h(kind, payload),
-            None => Box::pin(async { Vec::new() }),
+        cluster.serve_entities(Arc::new(move |kind, payload| {
+            match handlers.get(kind.as_str()) {
+                Some(h) => h(kind, payload),
+                None => Box::pin(async { Vec::new() }),
+            }
         }));
+        // Live updates cross nodes: changes made here go to the others, theirs come here.
+        let to_peers = self.cluster.clone().expect("a cluster node");
+        self.live.relay_to(Box::new(move |change| {
+            to_peers.tell_changes(crate::cluster::network::encode(change))
+        }));
+        let live = self.live.clone();
+        cluster.on_changes(Arc::new(
+            move |payload| match crate::cluster::network::decode(&payload) {
+                Ok(change) => live.inject(change),
+                Err(e) => tracing::warn!(error = %e, "a live change from a peer could not be read"),
+            },
+        ));
+        let current = self.current_products.clone();
+        let shards = self.shards;
         let (carts, products, orders, customers, sessions, payments) = (
             self.carts.local().clone(),
             self.products.local().clone(),
@@ -136,6 +152,8 @@ impl Node {
             self.payments.local().clone(),
         );
         cluster.on_lead_change(Arc::new(move |shard, _leads| {
+            // Another node may have changed them meanwhile: forget, read afresh.
+            current.forget_shard(shard, shards);
             carts.reset(shard);
             products.reset(shard);
             orders.reset(shard);
@@ -160,8 +178,12 @@ impl Node {
         ecommesh_actors::Reply<Arc<ecommesh_actors::entities::product::ProductState>>,
         ecommesh_actors::EntityError<ecommesh_actors::entities::product::ProductRejection>,
     > {
-        if let Some(known) = self.current_products.get(id) {
-            return Ok(known);
+        // In a cluster, only the shard's leader sees every change as it is made.
+        let leads = self.leads(self.products.shard_of(id));
+        if leads {
+            if let Some(known) = self.current_products.get(id) {
+                return Ok(known);
+            }
         }
         let read = self.products.read(id.to_owned()).await?;
         let reply = ecommesh_actors::Reply {
@@ -169,7 +191,7 @@ impl Node {
             state: Arc::new(read.state),
         };
         // Only products that exist: reads of made-up ids must not fill memory.
-        if reply.state.details.is_some() {
+        if leads && reply.state.details.is_some() {
             self.current_products
                 .update(id, reply.seq, reply.state.clone());
         }
@@ -353,7 +375,13 @@ async fn serve(
     let first = cluster
         .as_ref()
         .is_none_or(|c| c.settings.peers.keys().next() == Some(&c.me()));
-    let mut node = Node::new(&runtime, auth, config.shop_currency()?, metrics, cluster.clone());
+    let mut node = Node::new(
+        &runtime,
+        auth,
+        config.shop_currency()?,
+        metrics,
+        cluster.clone(),
+    );
     node.reservation_ttl = std::time::Duration::from_secs(config.reservation_ttl_secs);
     node.live_settings = config.live();
     let node = web::Data::new(node);

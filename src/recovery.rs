@@ -38,6 +38,8 @@ pub fn spawn(node: web::Data<Node>, timeout: Duration) {
                 book.all(Some(OrderStatus::PendingPayment))
                     .into_iter()
                     .filter(|(_, o)| o.placed_at_ms <= cutoff)
+                    // In a cluster, the node leading the order's shard finishes it.
+                    .filter(|(id, _)| node.leads(node.orders.shard_of(id)))
                     .map(|(id, _)| id.to_owned())
                     .collect()
             };

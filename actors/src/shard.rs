@@ -74,7 +74,9 @@ impl<E: Entity> Message for Read<E> {
 
 /// A change of one entity, told to the runtime's observer once its events are durable.
 /// Changes of one entity arrive in order; `prev_seq` lets a listener prove it missed none.
-#[derive(Debug, Clone)]
+/// Serializable, so that a cluster can tell the other nodes' listeners.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(bound = "")]
 pub struct Committed<E: Entity> {
     pub id: Arc<str>,
     /// The entity's sequence number before the change.

@@ -33,6 +33,16 @@ impl CurrentProducts {
         }
     }
 
+    /// Forgets the products of `shard` (of `shards`): the shard's lead moved, so changes
+    /// may have been made elsewhere.
+    pub fn forget_shard(&self, shard: u32, shards: u32) {
+        use ecommesh_actors::entities::Product;
+        use ecommesh_actors::Entity;
+        self.map.write().retain(|id, _| {
+            ecommesh_actors::registry::shard_for(Product::KIND, id, shards) != shard
+        });
+    }
+
     pub fn get(&self, id: &str) -> Option<Reply<Arc<ProductState>>> {
         self.map.read().get(id).cloned()
     }

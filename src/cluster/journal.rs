@@ -188,7 +188,11 @@ async fn propose(
     }
 }
 
-async fn complete(shard: u32, mut flights: mpsc::UnboundedReceiver<InFlight>, settled: Arc<AtomicU64>) {
+async fn complete(
+    shard: u32,
+    mut flights: mpsc::UnboundedReceiver<InFlight>,
+    settled: Arc<AtomicU64>,
+) {
     // Set when an append failed since the last barrier: a read waiting on a barrier must
     // not show a state that holds the failed append's events.
     let mut failed_since_barrier = false;
@@ -214,7 +218,9 @@ async fn complete(shard: u32, mut flights: mpsc::UnboundedReceiver<InFlight>, se
                 let mut outcomes = outcomes.into_iter();
                 for done in flight.dones {
                     let outcome = outcomes.next().unwrap_or_else(|| {
-                        Err(StoreError::Corrupt("an applied entry answered fewer appends than it carried".into()))
+                        Err(StoreError::Corrupt(
+                            "an applied entry answered fewer appends than it carried".into(),
+                        ))
                     });
                     failed_since_barrier |= outcome.is_err();
                     done(outcome);

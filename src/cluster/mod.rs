@@ -12,6 +12,7 @@
 //! Raft runs on its own tokio runtime (two threads), apart from the HTTP workers and the
 //! shard actors, so that elections and heartbeats keep time when requests pile up.
 
+pub mod cli;
 pub mod journal;
 pub mod network;
 pub mod router;
@@ -55,13 +56,13 @@ pub struct ClusterSettings {
 
 /// Answers requests that other nodes forward for entities this node leads.
 pub type EntityHandler = Arc<
-    dyn Fn(
-            String,
-            Vec<u8>,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>>
+    dyn Fn(String, Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>>
         + Send
         + Sync,
 >;
+
+/// Takes changes other nodes made, for this node's live subscribers.
+pub type ChangeListener = Arc<dyn Fn(Vec<u8>) + Send + Sync>;
 
 /// Called when this node starts or stops leading a shard.
 pub type LeadListener = Arc<dyn Fn(u32, bool) + Send + Sync>;
@@ -76,6 +77,7 @@ pub struct Cluster {
     /// actors may serve.
     serving: Vec<AtomicBool>,
     entities: Arc<OnceLock<EntityHandler>>,
+    changes: Arc<OnceLock<ChangeListener>>,
     lead_listener: Arc<OnceLock<LeadListener>>,
     handle: tokio::runtime::Handle,
     /// Owned here; shut down in the background on drop (dropping a runtime from async
@@ -131,12 +133,14 @@ impl Cluster {
             .context("invalid raft timing")?,
         );
         let entities: Arc<OnceLock<EntityHandler>> = Arc::default();
+        let changes: Arc<OnceLock<ChangeListener>> = Arc::default();
         let rafts_cell: Arc<OnceLock<Vec<Raft>>> = Arc::default();
         let handler: transport::Handler = {
-            let (rafts, entities) = (rafts_cell.clone(), entities.clone());
+            let (rafts, entities, changes) =
+                (rafts_cell.clone(), entities.clone(), changes.clone());
             Arc::new(move |from, payload: Bytes| {
-                let (rafts, entities) = (rafts.clone(), entities.clone());
-                Box::pin(async move { answer(from, &payload, rafts, entities).await })
+                let (rafts, entities, changes) = (rafts.clone(), entities.clone(), changes.clone());
+                Box::pin(async move { answer(from, &payload, rafts, entities, changes).await })
             })
         };
         let me = settings.node_id;
@@ -161,7 +165,8 @@ impl Cluster {
                     transport: transport.clone(),
                 };
                 let log_store = LogStore::new(shard, log.clone(), commit.clone());
-                let machine = ShardMachine::open(shard, store.clone(), log.clone(), commit.clone())?;
+                let machine =
+                    ShardMachine::open(shard, store.clone(), log.clone(), commit.clone())?;
                 let raft = Raft::new(me, config.clone(), network, log_store, machine)
                     .await
                     .with_context(|| format!("cannot start the raft group of shard {shard}"))?;
@@ -185,6 +190,7 @@ impl Cluster {
             transport,
             journal,
             entities,
+            changes,
             lead_listener: Arc::default(),
             handle: runtime.handle().clone(),
             runtime: parking_lot::Mutex::new(None),
@@ -284,6 +290,21 @@ impl Cluster {
     /// Sets who answers forwarded entity requests; until then they are refused.
     pub fn serve_entities(&self, handler: EntityHandler) {
         let _ = self.entities.set(handler);
+    }
+
+    /// Hands changes other nodes tell this one to `listener`.
+    pub fn on_changes(&self, listener: ChangeListener) {
+        let _ = self.changes.set(listener);
+    }
+
+    /// Tells every other node of changes made here (one-way, in order per link).
+    pub fn tell_changes(&self, payload: Vec<u8>) {
+        let message = encode(&PeerRequest::Changes { payload });
+        for peer in self.transport.peers() {
+            if let Err(e) = self.transport.tell(peer, &message) {
+                tracing::debug!(peer, error = %e, "a live change did not reach a peer");
+            }
+        }
     }
 
     /// True when this node leads `shard` and may serve its entities.
@@ -417,6 +438,7 @@ async fn answer(
     payload: &[u8],
     rafts: Arc<OnceLock<Vec<Raft>>>,
     entities: Arc<OnceLock<EntityHandler>>,
+    changes: Arc<OnceLock<ChangeListener>>,
 ) -> Bytes {
     let request: PeerRequest = match decode(payload) {
         Ok(r) => r,
@@ -443,6 +465,12 @@ async fn answer(
             Some(handler) => handler(kind, payload).await,
             None => Vec::new(),
         },
+        PeerRequest::Changes { payload } => {
+            if let Some(listener) = changes.get() {
+                listener(payload);
+            }
+            Vec::new()
+        }
     };
     Bytes::from(answer)
 }

@@ -33,6 +33,8 @@ pub enum PeerRequest {
     },
     /// A command or read for an entity whose shard this node does not lead.
     Entity { kind: String, payload: Vec<u8> },
+    /// Durable changes made on the sending node, for this node's live subscribers.
+    Changes { payload: Vec<u8> },
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -72,11 +74,7 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    async fn call<R, E>(
-        &self,
-        request: &PeerRequest,
-        ttl: Duration,
-    ) -> Result<R, RpcError<E>>
+    async fn call<R, E>(&self, request: &PeerRequest, ttl: Duration) -> Result<R, RpcError<E>>
     where
         R: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,

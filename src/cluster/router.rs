@@ -146,6 +146,8 @@ impl<E: Entity> Entities<E> {
                 metrics::counter!("ecommesh_cluster_forwarded_total", "kind" => E::KIND)
                     .increment(1);
                 match cluster.transport.call(leader, bytes, FORWARD_TIMEOUT).await {
+                    // Nothing: the node is still starting and answers no commands yet.
+                    Ok(answer) if answer.is_empty() => {}
                     Ok(answer) => match decode::<Forwarded<E>>(&answer) {
                         Ok(Forwarded::Done(outcome)) => return outcome,
                         Ok(Forwarded::NotLeader) => {}

@@ -273,9 +273,7 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshot {
 impl RaftStateMachine<TypeConfig> for ShardMachine {
     type SnapshotBuilder = ShardSnapshot;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
         Ok((self.marker.applied, self.marker.membership.clone()))
     }
 

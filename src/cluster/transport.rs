@@ -37,6 +37,8 @@ const HELLO: u8 = 0;
 const REQUEST: u8 = 1;
 const RESPONSE: u8 = 2;
 const PING_FRAME: u8 = 3;
+/// A one-way message: handled in arrival order, never answered.
+const TELL: u8 = 4;
 
 /// Answers requests from peers: gets the sender's id and the payload, returns the reply.
 pub type Handler =
@@ -164,6 +166,21 @@ impl Transport {
         }
     }
 
+    /// Sends `payload` to `peer` without waiting: one-way messages to a peer are handled
+    /// in the order they were told. Lost if the link is down.
+    pub fn tell(&self, peer: NodeId, payload: &[u8]) -> Result<(), LinkError> {
+        let links = self.links.lock();
+        let link = links.get(&peer).ok_or(LinkError::NotConnected(peer))?;
+        link.out
+            .send(frame(TELL, 0, payload))
+            .map_err(|_| LinkError::Broken(peer))
+    }
+
+    /// The peers this node knows.
+    pub fn peers(&self) -> Vec<NodeId> {
+        self.addrs.lock().keys().copied().collect()
+    }
+
     async fn dial(self: Arc<Self>, peer: NodeId, addr: String) {
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -175,11 +192,7 @@ impl Transport {
                     backoff = Duration::from_millis(50);
                     let _ = stream.set_nodelay(true);
                     let mut framed = Framed::new(stream, codec());
-                    if framed
-                        .send(frame(HELLO, self.me, &[]))
-                        .await
-                        .is_ok()
-                    {
+                    if framed.send(frame(HELLO, self.me, &[])).await.is_ok() {
                         tracing::info!(peer, addr, "link up (dialled)");
                         self.clone().serve(peer, framed).await;
                         tracing::info!(peer, addr, "link down");
@@ -284,6 +297,9 @@ impl Transport {
                         let answer = handler(peer, payload).await;
                         let _ = out.send(frame(RESPONSE, id, &answer));
                     });
+                }
+                TELL => {
+                    (self.handler)(peer, payload).await;
                 }
                 RESPONSE => {
                     if let Some(tx) = pending.lock().remove(&id) {

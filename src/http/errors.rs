@@ -7,6 +7,7 @@ use std::fmt;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use ecommesh_actors::{EntityError, Rejection, RejectionKind};
+use ecommesh_persistence::StoreError;
 use serde::Serialize;
 
 /// A field that failed validation, and why.
@@ -186,6 +187,13 @@ impl<R: Rejection> From<EntityError<R>> for ApiError {
                 ApiError::unavailable("overloaded", e.to_string(), retry_after.as_secs())
             }
             EntityError::Unavailable => ApiError::unavailable("unavailable", e.to_string(), 1),
+            // A shard without a leader (or one that lost it mid-write): retry shortly; a
+            // write that got this may or may not have been made, so retry idempotently.
+            EntityError::Storage(StoreError::Unavailable { .. }) => ApiError::unavailable(
+                "shard_unavailable",
+                format!("{e}; retry shortly (a write that got this may or may not have been made)"),
+                1,
+            ),
             EntityError::Storage(_) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "storage_error",

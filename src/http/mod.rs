@@ -2,6 +2,7 @@
 //! request-metrics middleware.
 
 pub mod carts;
+pub mod cluster;
 pub mod errors;
 pub mod json;
 pub mod openapi;
@@ -40,7 +41,8 @@ pub fn configure(
                     .configure(products::routes)
                     .configure(crate::checkout::routes)
                     .configure(orders::routes)
-                    .configure(carts::routes),
+                    .configure(carts::routes)
+                    .configure(cluster::routes),
             )
             .default_service(web::to(not_found));
     }

@@ -42,6 +42,7 @@ use utoipa::{Modify, OpenApi};
         super::orders::deliver,
         super::orders::approve_return,
         super::orders::sales_summary,
+        super::cluster::status,
     ),
     components(schemas(crate::catalog::Sort)),
     modifiers(&Bearer),

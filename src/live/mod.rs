@@ -25,6 +25,7 @@ use hub::Hub;
 use sales::SalesBoard;
 
 /// A durable change of an entity kind that clients watch.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub enum Change {
     Product(Committed<Product>),
     Cart(Committed<Cart>),
@@ -72,7 +73,12 @@ pub struct Live {
     changes: mpsc::UnboundedSender<Change>,
     /// Taken by the feed when it starts.
     pending: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
+    /// In a cluster: tells the other nodes of each change made here.
+    relay: std::sync::OnceLock<Relay>,
 }
+
+/// Hands a change made on this node to the other nodes of the cluster.
+pub type Relay = Box<dyn Fn(&Change) + Send + Sync>;
 
 impl Live {
     pub fn new(currency: Currency) -> Self {
@@ -83,17 +89,35 @@ impl Live {
             low_stock: Mutex::new(BTreeMap::new()),
             changes: tx,
             pending: Mutex::new(Some(rx)),
+            relay: std::sync::OnceLock::new(),
         }
     }
 
     /// An observer that hands every durable change of `E` to the feed. It only queues,
     /// so the group-commit thread it runs on is never held up. Changes made before the
     /// feed starts (seeding, recovery) wait for it in the queue.
-    pub fn observer<E: Entity>(&self, wrap: fn(Committed<E>) -> Change) -> Observer<E> {
-        let tx = self.changes.clone();
+    pub fn observer<E: Entity>(
+        self: &std::sync::Arc<Self>,
+        wrap: fn(Committed<E>) -> Change,
+    ) -> Observer<E> {
+        let live = self.clone();
         std::sync::Arc::new(move |c| {
-            let _ = tx.send(wrap(c));
+            let change = wrap(c);
+            if let Some(relay) = live.relay.get() {
+                relay(&change);
+            }
+            let _ = live.changes.send(change);
         })
+    }
+
+    /// Sends every change made on this node to `relay` as well (once, at start).
+    pub fn relay_to(&self, relay: Relay) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Takes a change made on another node, as if it had been made here.
+    pub fn inject(&self, change: Change) {
+        let _ = self.changes.send(change);
     }
 
     fn take_changes(&self) -> Option<mpsc::UnboundedReceiver<Change>> {
