@@ -104,8 +104,8 @@ impl Default for Config {
             rpc_listen: "127.0.0.1:7100".into(),
             peers: String::new(),
             replication_factor: 3,
-            raft_heartbeat_ms: 250,
-            raft_election_timeout_ms: 1000,
+            raft_heartbeat_ms: 200,
+            raft_election_timeout_ms: 500,
             leader_wait_ms: 3000,
         }
     }
@@ -417,8 +417,8 @@ impl Config {
             50,
             60_000,
         )?;
-        if self.raft_election_timeout_ms < 3 * self.raft_heartbeat_ms {
-            bail!("invalid configuration: `raft_election_timeout_ms` must be at least 3 x `raft_heartbeat_ms`, or followers start elections between heartbeats");
+        if self.raft_election_timeout_ms < 2 * self.raft_heartbeat_ms {
+            bail!("invalid configuration: `raft_election_timeout_ms` must be at least 2 x `raft_heartbeat_ms`, or followers start elections between heartbeats");
         }
         range("leader_wait_ms", self.leader_wait_ms, 0, 60_000)?;
         if self.data_dir.as_os_str().is_empty() {

@@ -179,7 +179,11 @@ impl Node {
         ecommesh_actors::EntityError<ecommesh_actors::entities::product::ProductRejection>,
     > {
         // In a cluster, only the shard's leader sees every change as it is made.
-        let leads = self.leads(self.products.shard_of(id));
+        let shard = self.products.shard_of(id);
+        let leads = match &self.cluster {
+            None => true,
+            Some(c) => c.serves(shard) && c.confirm_lead(shard).await,
+        };
         if leads {
             if let Some(known) = self.current_products.get(id) {
                 return Ok(known);

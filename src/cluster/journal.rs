@@ -36,6 +36,9 @@ type Receiver = <openraft::impls::OneshotResponder<TypeConfig> as Responder<Type
 /// An entry on its way, or barriers with nothing to wait for but what is ahead of them.
 struct InFlight {
     answer: Result<Option<Receiver>, StoreError>,
+    /// Past this, the entry counts as failed with an unknown outcome (a leader cut off
+    /// from its followers never commits, and must not hold its callers forever).
+    deadline: tokio::time::Instant,
     dones: Vec<AppendDone>,
     barriers: Vec<Flushed>,
     last_ticket: Ticket,
@@ -54,7 +57,7 @@ pub struct RaftJournal {
 
 impl RaftJournal {
     /// Starts the proposer and completer of every group on the current tokio runtime.
-    pub fn start(rafts: &[Raft]) -> Self {
+    pub fn start(rafts: &[Raft], commit_timeout: std::time::Duration) -> Self {
         let groups = rafts
             .iter()
             .enumerate()
@@ -62,7 +65,13 @@ impl RaftJournal {
                 let (queue, rx) = mpsc::unbounded_channel();
                 let (flight_tx, flight_rx) = mpsc::unbounded_channel();
                 let settled = Arc::new(AtomicU64::new(0));
-                tokio::spawn(propose(shard as u32, raft.clone(), rx, flight_tx));
+                tokio::spawn(propose(
+                    shard as u32,
+                    raft.clone(),
+                    rx,
+                    flight_tx,
+                    commit_timeout,
+                ));
                 tokio::spawn(complete(shard as u32, flight_rx, settled.clone()));
                 Group {
                     queue,
@@ -140,6 +149,7 @@ async fn propose(
     raft: Raft,
     mut queue: mpsc::UnboundedReceiver<Item>,
     flights: mpsc::UnboundedSender<InFlight>,
+    commit_timeout: std::time::Duration,
 ) {
     while let Some(first) = queue.recv().await {
         let mut items = vec![first];
@@ -178,6 +188,7 @@ async fn propose(
         };
         let flight = InFlight {
             answer,
+            deadline: tokio::time::Instant::now() + commit_timeout,
             dones,
             barriers,
             last_ticket,
@@ -200,7 +211,12 @@ async fn complete(
         let outcomes: Result<Vec<_>, StoreError> = match flight.answer {
             Err(e) => Err(e),
             Ok(None) => Ok(Vec::new()),
-            Ok(Some(rx)) => match rx.await {
+            Ok(Some(rx)) => match tokio::time::timeout_at(flight.deadline, rx).await {
+                Err(_elapsed) => Err(unavailable(
+                    shard,
+                    "the write was not committed in time (no quorum reachable); it may or may not be later",
+                )),
+                Ok(answer) => match answer {
                 Ok(Ok(response)) => Ok(response.data.outcomes),
                 Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(unavailable(
                     shard,
@@ -211,6 +227,7 @@ async fn complete(
                 )),
                 Ok(Err(e)) => Err(unavailable(shard, e.to_string())),
                 Err(_) => Err(unavailable(shard, "raft dropped the write; it may or may not have been committed")),
+                },
             },
         };
         match outcomes {

@@ -76,6 +76,9 @@ pub struct Cluster {
     /// Per shard: this node leads it and its state machine has caught up, so its entity
     /// actors may serve.
     serving: Vec<AtomicBool>,
+    /// Per shard: when a quorum last confirmed this node's lead (ms since `epoch`).
+    confirmed: Vec<std::sync::atomic::AtomicU64>,
+    epoch: std::time::Instant,
     entities: Arc<OnceLock<EntityHandler>>,
     changes: Arc<OnceLock<ChangeListener>>,
     lead_listener: Arc<OnceLock<LeadListener>>,
@@ -177,7 +180,10 @@ impl Cluster {
         let _ = rafts_cell.set(rafts.clone());
         let journal = {
             let _guard = runtime.enter();
-            Arc::new(journal::RaftJournal::start(&rafts))
+            Arc::new(journal::RaftJournal::start(
+                &rafts,
+                settings.leader_wait.max(Duration::from_secs(1)),
+            ))
         };
         runtime.block_on(async {
             // Give the links a moment, so that the first elections find their peers.
@@ -185,6 +191,8 @@ impl Cluster {
         });
         let cluster = Arc::new(Cluster {
             serving: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            confirmed: (0..shards).map(|_| Default::default()).collect(),
+            epoch: std::time::Instant::now(),
             settings,
             rafts,
             transport,
@@ -195,7 +203,16 @@ impl Cluster {
             handle: runtime.handle().clone(),
             runtime: parking_lot::Mutex::new(None),
         });
-        runtime.block_on(cluster.form())?;
+        runtime.block_on(cluster.form(true))?;
+        if cluster.settings.peers.keys().next() == Some(&cluster.me()) {
+            let c = cluster.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                if let Err(e) = c.form(false).await {
+                    tracing::error!(error = %e, "cannot form the remaining shard groups");
+                }
+            });
+        }
         for shard in 0..shards {
             let c = cluster.clone();
             runtime.spawn(async move { c.follow_lead(shard).await });
@@ -204,27 +221,39 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// The first node forms every group that has never been formed; elsewhere (and on
-    /// later starts) this does nothing.
-    async fn form(&self) -> anyhow::Result<()> {
+    /// Forms the groups that have never been formed. Each node forms the groups whose
+    /// placement it heads (it becomes their first leader, which spreads leaders evenly);
+    /// the node with the lowest id forms, a few seconds later, any that are still not
+    /// formed (their first node did not come). Forming is idempotent: every node forms a
+    /// group with the same initial membership, so two that do it agree.
+    async fn form(self: &Arc<Self>, only_mine: bool) -> anyhow::Result<()> {
         let nodes: Vec<NodeId> = self.settings.peers.keys().copied().collect();
-        if nodes.first() != Some(&self.settings.node_id) {
-            return Ok(());
-        }
+        let mut formed = 0;
         for (shard, raft) in self.rafts.iter().enumerate() {
-            if raft.is_initialized().await? {
+            let voters = placement(shard as u32, &nodes, self.settings.replication_factor);
+            let first = nodes[shard % nodes.len()];
+            if (only_mine && first != self.me()) || raft.is_initialized().await? {
                 continue;
             }
-            let voters: BTreeMap<NodeId, NodeAddr> =
-                placement(shard as u32, &nodes, self.settings.replication_factor)
-                    .into_iter()
-                    .map(|id| (id, self.addr_of(id)))
-                    .collect();
-            raft.initialize(voters)
-                .await
-                .with_context(|| format!("cannot form the group of shard {shard}"))?;
+            let voters: BTreeMap<NodeId, NodeAddr> = voters
+                .into_iter()
+                .map(|id| (id, self.addr_of(id)))
+                .collect();
+            match raft.initialize(voters).await {
+                Ok(()) => formed += 1,
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::InitializeError::NotAllowed(_),
+                )) => {} // formed meanwhile, through a peer
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "cannot form the group of shard {shard}: {e}"
+                    ))
+                }
+            }
         }
-        tracing::info!(shards = self.rafts.len(), "formed the shard groups");
+        if formed > 0 {
+            tracing::info!(formed, "formed shard groups");
+        }
         Ok(())
     }
 
@@ -312,6 +341,33 @@ impl Cluster {
         self.serving
             .get(shard as usize)
             .is_some_and(|s| s.load(Ordering::Acquire))
+    }
+
+    /// Confirms, before a local read, that this node still leads `shard`: a leader cut off
+    /// from its followers may not know yet that another was elected, and must not serve
+    /// what may be stale. A quorum's confirmation counts for half an election timeout
+    /// (no other leader can be elected sooner), so busy shards pay for one round trip per
+    /// lease, not per read.
+    pub async fn confirm_lead(&self, shard: u32) -> bool {
+        let Some(raft) = self.rafts.get(shard as usize) else {
+            return false;
+        };
+        let lease = (self.settings.election_timeout / 2).as_millis() as u64;
+        let now = || self.epoch.elapsed().as_millis() as u64 + 1;
+        let started = now();
+        if started.saturating_sub(self.confirmed[shard as usize].load(Ordering::Acquire)) < lease {
+            return self.serves(shard);
+        }
+        let confirmed = self.handle.spawn({
+            let raft = raft.clone();
+            async move { raft.ensure_linearizable().await.is_ok() }
+        });
+        if matches!(confirmed.await, Ok(true)) {
+            self.confirmed[shard as usize].fetch_max(started, Ordering::AcqRel);
+            self.serves(shard)
+        } else {
+            false
+        }
     }
 
     /// The shard's leader as this node knows it.

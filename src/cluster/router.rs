@@ -132,7 +132,12 @@ impl<E: Entity> Entities<E> {
         let deadline = Instant::now() + cluster.settings.leader_wait;
         let mut request: Option<Vec<u8>> = None;
         loop {
-            if cluster.serves(shard) {
+            // Writes need no lease: a leader cut off from its quorum cannot commit them.
+            let here = match &call {
+                Call::Read { .. } => cluster.serves(shard) && cluster.confirm_lead(shard).await,
+                Call::Execute { .. } => cluster.serves(shard),
+            };
+            if here {
                 return Self::run_here(&self.local, call).await;
             }
             let leader = cluster.leader(shard).filter(|l| *l != cluster.me());
@@ -198,7 +203,11 @@ impl<E: Entity> Entities<E> {
                     }
                 };
                 let shard = this.shard_of(call.id());
-                let serves = this.cluster.as_ref().is_some_and(|c| c.serves(shard));
+                let serves = match (&this.cluster, &call) {
+                    (None, _) => false,
+                    (Some(c), Call::Read { .. }) => c.serves(shard) && c.confirm_lead(shard).await,
+                    (Some(c), Call::Execute { .. }) => c.serves(shard),
+                };
                 if !serves {
                     return encode(&Forwarded::<E>::NotLeader);
                 }

@@ -28,6 +28,8 @@ use super::types::NodeId;
 
 /// A link that hears nothing for this long is considered dead.
 pub const IDLE: Duration = Duration::from_secs(5);
+/// How long one attempt to dial a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often an otherwise quiet link is pinged.
 pub const PING: Duration = Duration::from_secs(1);
 /// Largest frame: a chunk of a snapshot, or a batch of entries.
@@ -187,7 +189,11 @@ impl Transport {
             if self.addrs.lock().get(&peer) != Some(&addr) {
                 return; // removed, or dialled at another address now
             }
-            match TcpStream::connect(&addr).await {
+            // A dropped SYN is retried by the kernel for minutes: give up sooner.
+            let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+            match connected {
                 Ok(stream) => {
                     backoff = Duration::from_millis(50);
                     let _ = stream.set_nodelay(true);

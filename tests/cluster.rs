@@ -1,0 +1,517 @@
+//! A real 3-node cluster: three `ecommesh` processes on loopback, each with its own data
+//! directory, linked over TCP. Nodes are killed with SIGKILL and partitioned with
+//! iptables, never simulated.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{client, Node, ADMIN_EMAIL, ADMIN_PASSWORD};
+use ecommesh_actors::registry::shard_for;
+use serde_json::{json, Value};
+
+const SECRET: &str = "cluster-test-secret-0123456789abcdef";
+const SHARDS: u32 = 16;
+
+struct TestCluster {
+    _tmp: tempfile::TempDir,
+    dirs: Vec<PathBuf>,
+    rpc: Vec<u16>,
+    nodes: Vec<Option<Node>>,
+}
+
+/// Free loopback ports for the peers (the OS picks, we release them just before use).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+impl TestCluster {
+    fn start(n: usize) -> TestCluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = (1..=n).map(|i| tmp.path().join(format!("n{i}"))).collect();
+        let mut c = TestCluster {
+            _tmp: tmp,
+            dirs,
+            rpc: free_ports(n),
+            nodes: (0..n).map(|_| None).collect(),
+        };
+        // All at once: the groups form when their first node starts.
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let cmd = c.command(i);
+                std::thread::spawn(move || Node::spawn(cmd))
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            c.nodes[i] = Some(h.join().unwrap());
+        }
+        c.wait_formed();
+        c
+    }
+
+    fn peers(&self) -> String {
+        self.rpc
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn command(&self, i: usize) -> Command {
+        let rpc = format!("127.0.0.1:{}", self.rpc[i]);
+        let (id, peers, shards) = ((i + 1).to_string(), self.peers(), SHARDS.to_string());
+        let mut cmd = common::command(
+            &self.dirs[i],
+            &[
+                "--no-demo",
+                "--node-id",
+                &id,
+                "--rpc-listen",
+                &rpc,
+                "--peers",
+                &peers,
+                "--shards",
+                &shards,
+            ],
+        );
+        cmd.env("ECOMMESH_JWT_SECRET", SECRET)
+            .env("ECOMMESH_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("ECOMMESH_ADMIN_PASSWORD", ADMIN_PASSWORD);
+        cmd
+    }
+
+    fn node(&self, i: usize) -> &Node {
+        self.nodes[i].as_ref().expect("node is running")
+    }
+
+    fn kill9(&mut self, i: usize) {
+        self.nodes[i].take().expect("node is running").kill9();
+    }
+
+    fn restart(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none());
+        self.nodes[i] = Some(Node::spawn(self.command(i)));
+    }
+
+    /// Waits until the admin can sign in through every node and every shard has a leader.
+    fn wait_formed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let all = (0..self.nodes.len())
+                .filter(|i| self.nodes[*i].is_some())
+                .all(|i| {
+                    self.try_status(i).is_some_and(|s| {
+                        s["shards"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .all(|x| !x["leader"].is_null())
+                    })
+                });
+            if all {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not form within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn admin(&self, i: usize) -> Option<String> {
+        let r = client()
+            .post(self.node(i).url("/api/v1/auth/login"))
+            .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+            .send()
+            .ok()?;
+        if r.status() != 200 {
+            return None;
+        }
+        r.json::<Value>().ok()?["access_token"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    fn try_status(&self, i: usize) -> Option<Value> {
+        let token = self.admin(i)?;
+        let r = client()
+            .get(self.node(i).url("/api/v1/admin/cluster"))
+            .bearer_auth(token)
+            .send()
+            .ok()?;
+        (r.status() == 200).then(|| r.json().unwrap())
+    }
+
+    /// The node (0-based) leading the shard of `product`, as node `asking` sees it.
+    fn leader_of_product(&self, asking: usize, product: &str) -> usize {
+        let shard = shard_for("product", product, SHARDS);
+        let s = self.try_status(asking).expect("cluster status");
+        s["shards"][shard as usize]["leader"]
+            .as_u64()
+            .expect("the shard has a leader") as usize
+            - 1
+    }
+}
+
+fn create_product(node: &Node, admin: &str, sku: &str, stock: u64) -> String {
+    let r = client()
+        .post(node.url("/api/v1/products"))
+        .bearer_auth(admin)
+        .json(
+            &json!({"sku": sku, "name": format!("Product {sku}"), "category": "test",
+            "brand": "Test", "price": {"amount": 500, "currency": "USD"}, "stock": stock}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "create {sku}: {}", r.text().unwrap());
+    r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn stock(node: &Node, admin: &str, product: &str) -> Value {
+    let r = client()
+        .get(node.url(&format!("/api/v1/products/{product}")))
+        .bearer_auth(admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().unwrap()["stock"].clone()
+}
+
+/// Polls `f` for up to `limit`.
+fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_write_through_one_node_is_read_through_the_others() {
+    let c = TestCluster::start(3);
+    let admin = c.admin(0).unwrap();
+    let product = create_product(c.node(0), &admin, "everywhere", 7);
+    // Entity reads go to the shard's leader, wherever the request lands.
+    for i in 0..3 {
+        assert_eq!(
+            stock(c.node(i), &admin, &product)["available"],
+            7,
+            "node {i}"
+        );
+    }
+    // A customer registered through node 2 signs in through node 3 and fills a cart
+    // through node 1; every node shows the same cart.
+    let http = client();
+    let token = common::register(&http, c.node(1), "shopper@cluster.test");
+    let again = common::login(&http, c.node(2), "shopper@cluster.test", "password-1");
+    assert!(!again.is_empty());
+    common::add_to_cart(&http, c.node(0), &token, &product, 2);
+    for i in 0..3 {
+        let cart: Value = http
+            .get(c.node(i).url("/api/v1/cart"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(
+            cart["items"][0]["quantity"], 2,
+            "cart through node {i}: {cart}"
+        );
+    }
+    // Read models are built on every node from the committed events.
+    for i in 0..3 {
+        eventually(Duration::from_secs(5), "the catalog of every node", || {
+            let list: Value = http
+                .get(c.node(i).url("/api/v1/products?q=everywhere"))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            list["total"] == 1
+        });
+    }
+    let status = c.try_status(1).unwrap();
+    let leads: Vec<u64> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["leads"].as_u64().unwrap())
+        .collect();
+    assert!(
+        leads.iter().all(|&l| l >= 3),
+        "leaders spread over the nodes: {leads:?}"
+    );
+}
+
+#[test]
+fn killing_a_leader_moves_its_shards_within_seconds_and_loses_nothing() {
+    let mut c = TestCluster::start(3);
+    let admin = c.admin(0).unwrap();
+    // Products until each node leads at least one of them.
+    let mut by_leader: BTreeMap<usize, String> = BTreeMap::new();
+    for i in 0..200 {
+        if by_leader.len() == 3 {
+            break;
+        }
+        let p = create_product(c.node(0), &admin, &format!("fo-{i}"), 0);
+        by_leader.entry(c.leader_of_product(0, &p)).or_insert(p);
+    }
+    assert_eq!(by_leader.len(), 3, "every node leads some shard");
+    let victim = 0;
+    let doomed = by_leader[&victim].clone();
+    let (survivor, other) = (by_leader[&1].clone(), by_leader[&2].clone());
+
+    // One writer per product, through node 2 (never the victim): restock by 1, again and
+    // again, counting what was acknowledged and what may or may not have happened.
+    let stop = Arc::new(AtomicBool::new(false));
+    let base = c.node(1).base.clone();
+    let writers: Vec<_> = [doomed.clone(), survivor.clone(), other.clone()]
+        .into_iter()
+        .map(|p| {
+            let (stop, base, admin) = (stop.clone(), base.clone(), admin.clone());
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(15))
+                    .build()
+                    .unwrap();
+                let (mut acked, mut unknown) = (0u64, 0u64);
+                let mut successes: Vec<Instant> = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let r = http
+                        .post(format!("{base}/api/v1/products/{p}/restock"))
+                        .bearer_auth(&admin)
+                        .json(&json!({"quantity": 1}))
+                        .send();
+                    match r {
+                        Ok(r) if r.status().is_success() => {
+                            acked += 1;
+                            successes.push(Instant::now());
+                        }
+                        Ok(r) if r.status() == 503 => unknown += 1,
+                        Ok(r) => panic!("restock answered {}: {}", r.status(), r.text().unwrap()),
+                        Err(_) => unknown += 1,
+                    }
+                }
+                (p, acked, unknown, successes)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed_at = Instant::now();
+    c.kill9(victim);
+    std::thread::sleep(Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+
+    for (p, acked, unknown, successes) in &results {
+        assert!(*acked > 0, "{p}: some restocks went through");
+        if *p == doomed {
+            let back = successes
+                .iter()
+                .find(|t| **t > killed_at)
+                .map(|t| t.duration_since(killed_at))
+                .expect("the dead leader's shard serves writes again");
+            println!("failover: the killed leader's shard served writes again after {back:?}");
+            assert!(back < Duration::from_secs(3), "failover took {back:?}");
+        } else {
+            // Shards led by live nodes never stop: no gap of a second between writes.
+            let gap = successes
+                .windows(2)
+                .map(|w| w[1].duration_since(w[0]))
+                .max()
+                .unwrap_or_default();
+            println!("{p}: longest pause between acknowledged writes {gap:?}");
+            assert!(gap < Duration::from_secs(1), "{p} stalled for {gap:?}");
+        }
+        // Every acknowledged restock is there; one that got no answer may be too.
+        let received = stock(c.node(2), &admin, p)["received"].as_u64().unwrap();
+        assert!(
+            received >= *acked && received <= acked + unknown,
+            "{p}: received {received}, acknowledged {acked}, unknown {unknown}"
+        );
+    }
+
+    // The killed node comes back, catches up, and shows the same.
+    c.restart(victim);
+    for (p, acked, unknown, _) in &results {
+        let admin0 = c.admin(victim).unwrap();
+        let received = stock(c.node(victim), &admin0, p)["received"]
+            .as_u64()
+            .unwrap();
+        assert!(received >= *acked && received <= acked + unknown);
+    }
+}
+
+#[test]
+fn a_restarted_cluster_has_everything_it_acknowledged() {
+    let mut c = TestCluster::start(3);
+    let admin = c.admin(0).unwrap();
+    let http = client();
+    let mut products = Vec::new();
+    for i in 0..12 {
+        let p = create_product(c.node(i % 3), &admin, &format!("keep-{i}"), 3);
+        products.push(p);
+    }
+    let token = common::register(&http, c.node(2), "keeper@cluster.test");
+    for p in &products[..4] {
+        common::add_to_cart(&http, c.node(1), &token, p, 1);
+    }
+    let written = Arc::new(AtomicU64::new(0));
+    for (i, p) in products.iter().enumerate() {
+        let r = http
+            .post(c.node(i % 3).url(&format!("/api/v1/products/{p}/restock")))
+            .bearer_auth(&admin)
+            .json(&json!({"quantity": 5}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        written.fetch_add(1, Ordering::Relaxed);
+    }
+    for i in 0..3 {
+        c.kill9(i);
+    }
+    for i in 0..3 {
+        let cmd = c.command(i);
+        c.nodes[i] = Some(std::thread::spawn(move || Node::spawn(cmd)).join().unwrap());
+    }
+    c.wait_formed();
+    let admin = c.admin(1).unwrap();
+    for (i, p) in products.iter().enumerate() {
+        let s = stock(c.node(i % 3), &admin, p);
+        assert_eq!(s["received"], 8, "{p}: {s}");
+    }
+    let token = common::login(&http, c.node(0), "keeper@cluster.test", "password-1");
+    let cart: Value = http
+        .get(c.node(0).url("/api/v1/cart"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(cart["items"].as_array().unwrap().len(), 4, "{cart}");
+}
+
+/// Drops every packet to and from `port` on loopback while alive.
+struct Partition {
+    port: u16,
+}
+
+impl Partition {
+    fn isolate(port: u16) -> Partition {
+        for rule in Self::rules(port) {
+            let ok = Command::new("iptables")
+                .args(["-I"])
+                .args(&rule)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "iptables refused {rule:?} (the test needs root)");
+        }
+        Partition { port }
+    }
+
+    fn rules(port: u16) -> Vec<Vec<String>> {
+        let p = port.to_string();
+        vec![
+            [
+                "INPUT", "-i", "lo", "-p", "tcp", "--dport", &p, "-j", "DROP",
+            ]
+            .map(String::from)
+            .to_vec(),
+            [
+                "INPUT", "-i", "lo", "-p", "tcp", "--sport", &p, "-j", "DROP",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ]
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        for rule in Self::rules(self.port) {
+            let _ = Command::new("iptables").args(["-D"]).args(&rule).status();
+        }
+    }
+}
+
+#[test]
+fn a_partitioned_minority_refuses_writes_and_catches_up_after_healing() {
+    let c = TestCluster::start(3);
+    let admin = c.admin(0).unwrap();
+    // A product whose shard node 3 leads: cut off, it must not accept writes to it.
+    let mut mine = None;
+    for i in 0..200 {
+        let p = create_product(c.node(0), &admin, &format!("part-{i}"), 10);
+        if c.leader_of_product(0, &p) == 2 {
+            mine = Some(p);
+            break;
+        }
+    }
+    let product = mine.expect("node 3 leads some shard");
+    // Node 3 (the highest id) only accepts links: dropping its peer port cuts it off.
+    let partition = Partition::isolate(c.rpc[2]);
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let restock = |node: usize| {
+        http.post(
+            c.node(node)
+                .url(&format!("/api/v1/products/{product}/restock")),
+        )
+        .bearer_auth(&admin)
+        .json(&json!({"quantity": 1}))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+    };
+    // The majority elects a new leader and takes writes; the minority refuses them.
+    eventually(Duration::from_secs(10), "the majority takes writes", || {
+        restock(0) == 200
+    });
+    let majority_writes = 1 + (0..5).filter(|_| restock(1) == 200).count() as u64;
+    assert_eq!(majority_writes, 6);
+    for _ in 0..2 {
+        assert_eq!(
+            restock(2),
+            503,
+            "a cut-off node must not acknowledge a write"
+        );
+    }
+    // Nor does it serve a read it cannot prove current.
+    let r = http
+        .get(c.node(2).url(&format!("/api/v1/products/{product}")))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503, "stale read served: {}", r.text().unwrap());
+    drop(partition);
+    // Healed, it catches up and serves what the majority wrote.
+    eventually(Duration::from_secs(15), "node 3 catches up", || {
+        let r = http
+            .get(c.node(2).url(&format!("/api/v1/products/{product}")))
+            .bearer_auth(&admin)
+            .send()
+            .unwrap();
+        r.status() == 200 && r.json::<Value>().unwrap()["stock"]["received"] == 10 + majority_writes
+    });
+    assert_eq!(restock(2), 200);
+}
