@@ -542,6 +542,63 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_cluster_files_form_one_cluster() {
+        let secret = Overrides {
+            jwt_secret: Some("x".repeat(32)),
+            ..Overrides::default()
+        };
+        let mut rpcs = Vec::new();
+        for i in 1..=3u64 {
+            let path = format!("{}/config/cluster/node{i}.toml", env!("CARGO_MANIFEST_DIR"));
+            let c = Config::load(Some(std::path::Path::new(&path)), &secret).unwrap();
+            assert_eq!(c.node_id, i);
+            assert_eq!(c.cluster_peers().unwrap()[&i], c.rpc_listen);
+            rpcs.push(c.cluster_peers().unwrap());
+        }
+        assert!(
+            rpcs.windows(2).all(|w| w[0] == w[1]),
+            "same peers everywhere"
+        );
+        // Without a shared secret a cluster node refuses to start.
+        let path = format!("{}/config/cluster/node1.toml", env!("CARGO_MANIFEST_DIR"));
+        let e = Config::load(Some(std::path::Path::new(&path)), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("jwt_secret"), "{e}");
+    }
+
+    #[test]
+    fn bad_cluster_settings_name_their_key() {
+        let mut c = Config {
+            node_id: 2,
+            jwt_secret: "y".repeat(32),
+            peers: "1=127.0.0.1:7101,3=127.0.0.1:7103".into(),
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("must include this node"));
+        c.peers = "1=a:1,x=b:2".into();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`peers` entry"));
+        c.peers = "1=a:1,2=b:2,2=c:3".into();
+        assert!(c.validate().unwrap_err().to_string().contains("twice"));
+        c.peers = "1=a:1,2=b:2".into();
+        c.validate().unwrap();
+        c.raft_election_timeout_ms = 100;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("raft_election_timeout_ms"));
+    }
+
+    #[test]
     fn overrides_beat_the_file() {
         let o = Overrides {
             shards: Some(8),
