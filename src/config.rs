@@ -61,6 +61,7 @@ pub struct Config {
     pub raft_heartbeat_ms: u64,
     pub raft_election_timeout_ms: u64,
     pub leader_wait_ms: u64,
+    pub join: bool,
 }
 
 impl Default for Config {
@@ -107,6 +108,7 @@ impl Default for Config {
             raft_heartbeat_ms: 200,
             raft_election_timeout_ms: 500,
             leader_wait_ms: 3000,
+            join: false,
         }
     }
 }
@@ -283,6 +285,11 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_LEADER_WAIT_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader_wait_ms: Option<u64>,
+    /// This node joins a running cluster (added with `ecommesh cluster join`); it never
+    /// forms shard groups itself.
+    #[arg(long, global = true, env = "ECOMMESH_JOIN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<bool>,
     /// Short for `--demo-catalog false`.
     #[arg(long = "no-demo", global = true, action = clap::ArgAction::SetTrue)]
     #[serde(skip)]
@@ -470,6 +477,7 @@ impl Config {
             election_timeout: Duration::from_millis(self.raft_election_timeout_ms),
             leader_wait: Duration::from_millis(self.leader_wait_ms),
             http,
+            join: self.join,
         }))
     }
 

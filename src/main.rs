@@ -53,6 +53,10 @@ enum Command {
 enum ClusterCommand {
     /// Nodes, shards, leaders, terms and replication lag, as one node sees them.
     Status(ecommesh::cluster::cli::StatusArgs),
+    /// Add a node started with `--join true`; its replicas are placed shard by shard.
+    Join(ecommesh::cluster::cli::ChangeArgs),
+    /// Move a node's replicas to the other nodes and take it out of the cluster.
+    Remove(ecommesh::cluster::cli::ChangeArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,8 +68,17 @@ fn main() -> ExitCode {
             Command::Bench(args) => ecommesh::bench::run(&args),
             Command::Check => ecommesh::node::check(&config),
             Command::CreateAdmin { email } => ecommesh::node::create_admin(&config, &email),
-            Command::Cluster(ClusterCommand::Status(args)) => {
-                ecommesh::cluster::cli::status(&args, &config.admin_email, &config.admin_password)
+            Command::Cluster(c) => {
+                let (email, password) = (&config.admin_email, &config.admin_password);
+                match c {
+                    ClusterCommand::Status(a) => {
+                        ecommesh::cluster::cli::status(&a, email, password)
+                    }
+                    ClusterCommand::Join(a) => ecommesh::cluster::cli::join(&a, email, password),
+                    ClusterCommand::Remove(a) => {
+                        ecommesh::cluster::cli::remove(&a, email, password)
+                    }
+                }
             }
         }
     });

@@ -42,7 +42,8 @@ impl TestCluster {
         let mut c = TestCluster {
             _tmp: tmp,
             dirs,
-            rpc: free_ports(n),
+            // One spare, for a node that joins later.
+            rpc: free_ports(n + 1),
             nodes: (0..n).map(|_| None).collect(),
         };
         // All at once: the groups form when their first node starts.
@@ -59,8 +60,14 @@ impl TestCluster {
         c
     }
 
-    fn peers(&self) -> String {
-        self.rpc
+    /// The initial nodes' peer addresses, and the joiner's if `with_joiner`.
+    fn peer_list(&self, with_joiner: bool) -> String {
+        let n = if with_joiner {
+            self.rpc.len()
+        } else {
+            self.rpc.len() - 1
+        };
+        self.rpc[..n]
             .iter()
             .enumerate()
             .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
@@ -70,7 +77,12 @@ impl TestCluster {
 
     fn command(&self, i: usize) -> Command {
         let rpc = format!("127.0.0.1:{}", self.rpc[i]);
-        let (id, peers, shards) = ((i + 1).to_string(), self.peers(), SHARDS.to_string());
+        let joiner = i == self.rpc.len() - 1;
+        let (id, peers, shards) = (
+            (i + 1).to_string(),
+            self.peer_list(joiner),
+            SHARDS.to_string(),
+        );
         let mut cmd = common::command(
             &self.dirs[i],
             &[
@@ -85,10 +97,37 @@ impl TestCluster {
                 &shards,
             ],
         );
+        if joiner {
+            cmd.args(["--join", "true"]);
+        }
         cmd.env("ECOMMESH_JWT_SECRET", SECRET)
             .env("ECOMMESH_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("ECOMMESH_ADMIN_PASSWORD", ADMIN_PASSWORD);
         cmd
+    }
+
+    /// Starts the spare node, which waits to be added.
+    fn start_joiner(&mut self) -> usize {
+        let i = self.rpc.len() - 1;
+        self.dirs.push(self._tmp.path().join(format!("n{}", i + 1)));
+        self.nodes.push(Some(Node::spawn(self.command(i))));
+        i
+    }
+
+    /// Waits until node `asking` reports the last node change done.
+    fn wait_change_done(&self, asking: usize) {
+        eventually(
+            Duration::from_secs(120),
+            "the node change to finish",
+            || {
+                let s = self.try_status(asking).unwrap();
+                if let Some(last) = s["last_change"].as_str() {
+                    assert!(last.ends_with("done"), "{last}");
+                    return s["change"].is_null();
+                }
+                false
+            },
+        );
     }
 
     fn node(&self, i: usize) -> &Node {
@@ -192,6 +231,45 @@ fn stock(node: &Node, admin: &str, product: &str) -> Value {
     r.json::<Value>().unwrap()["stock"].clone()
 }
 
+/// What a restocking writer saw: the product, restocks acknowledged, restocks whose
+/// outcome is unknown (503 or no answer), and when each acknowledgement came.
+type Restocks = (String, u64, u64, Vec<Instant>);
+
+/// Restocks `product` by one through `base`, again and again until `stop`.
+fn restocker(
+    base: &str,
+    admin: &str,
+    product: String,
+    stop: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Restocks> {
+    let (stop, base, admin) = (stop.clone(), base.to_owned(), admin.to_owned());
+    std::thread::spawn(move || {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .unwrap();
+        let (mut acked, mut unknown) = (0u64, 0u64);
+        let mut successes: Vec<Instant> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let r = http
+                .post(format!("{base}/api/v1/products/{product}/restock"))
+                .bearer_auth(&admin)
+                .json(&json!({"quantity": 1}))
+                .send();
+            match r {
+                Ok(r) if r.status().is_success() => {
+                    acked += 1;
+                    successes.push(Instant::now());
+                }
+                Ok(r) if r.status() == 503 => unknown += 1,
+                Ok(r) => panic!("restock answered {}: {}", r.status(), r.text().unwrap()),
+                Err(_) => unknown += 1,
+            }
+        }
+        (product, acked, unknown, successes)
+    })
+}
+
 /// Polls `f` for up to `limit`.
 fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -283,34 +361,7 @@ fn killing_a_leader_moves_its_shards_within_seconds_and_loses_nothing() {
     let base = c.node(1).base.clone();
     let writers: Vec<_> = [doomed.clone(), survivor.clone(), other.clone()]
         .into_iter()
-        .map(|p| {
-            let (stop, base, admin) = (stop.clone(), base.clone(), admin.clone());
-            std::thread::spawn(move || {
-                let http = reqwest::blocking::Client::builder()
-                    .timeout(Duration::from_secs(15))
-                    .build()
-                    .unwrap();
-                let (mut acked, mut unknown) = (0u64, 0u64);
-                let mut successes: Vec<Instant> = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let r = http
-                        .post(format!("{base}/api/v1/products/{p}/restock"))
-                        .bearer_auth(&admin)
-                        .json(&json!({"quantity": 1}))
-                        .send();
-                    match r {
-                        Ok(r) if r.status().is_success() => {
-                            acked += 1;
-                            successes.push(Instant::now());
-                        }
-                        Ok(r) if r.status() == 503 => unknown += 1,
-                        Ok(r) => panic!("restock answered {}: {}", r.status(), r.text().unwrap()),
-                        Err(_) => unknown += 1,
-                    }
-                }
-                (p, acked, unknown, successes)
-            })
-        })
+        .map(|p| restocker(&base, &admin, p, &stop))
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
     let killed_at = Instant::now();
@@ -514,4 +565,81 @@ fn a_partitioned_minority_refuses_writes_and_catches_up_after_healing() {
         r.status() == 200 && r.json::<Value>().unwrap()["stock"]["received"] == 10 + majority_writes
     });
     assert_eq!(restock(2), 200);
+}
+
+#[test]
+fn a_node_joins_and_another_leaves_while_writes_go_on() {
+    let mut c = TestCluster::start(3);
+    let admin = c.admin(1).unwrap();
+    let products: Vec<String> = (0..4)
+        .map(|i| create_product(c.node(1), &admin, &format!("move-{i}"), 0))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = products
+        .iter()
+        .map(|p| restocker(&c.node(1).base.clone(), &admin, p.clone(), &stop))
+        .collect();
+
+    // Node 4 joins: it becomes a replica (voter or learner) of every shard.
+    let four = c.start_joiner();
+    let r = client()
+        .post(c.node(1).url("/api/v1/admin/cluster/nodes"))
+        .bearer_auth(&admin)
+        .json(&json!({"id": four + 1, "rpc": format!("127.0.0.1:{}", c.rpc[four])}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap());
+    c.wait_change_done(1);
+    let s = c.try_status(1).unwrap();
+    let voter_in = s["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["voters"].as_array().unwrap().contains(&json!(four + 1)))
+        .count();
+    assert!(
+        voter_in >= SHARDS as usize / 2,
+        "node 4 holds voting replicas: {voter_in}"
+    );
+    for x in s["shards"].as_array().unwrap() {
+        let members: Vec<&Value> = x["voters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(x["learners"].as_array().unwrap())
+            .collect();
+        assert_eq!(members.len(), 4, "every node follows every shard: {x}");
+    }
+    // Node 1 leaves: its replicas move to the others, then it is stopped.
+    let r = client()
+        .delete(c.node(1).url("/api/v1/admin/cluster/nodes/1"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap());
+    c.wait_change_done(1);
+    let s = c.try_status(1).unwrap();
+    for x in s["shards"].as_array().unwrap() {
+        assert!(!x["voters"].as_array().unwrap().contains(&json!(1)), "{x}");
+        assert!(
+            !x["learners"].as_array().unwrap().contains(&json!(1)),
+            "{x}"
+        );
+    }
+    c.kill9(0);
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<Restocks> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    c.wait_formed();
+    let admin4 = c.admin(four).unwrap();
+    for (p, acked, unknown, _) in &results {
+        assert!(*acked > 0, "{p}: writes went on");
+        let received = stock(c.node(four), &admin4, p)["received"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            received >= *acked && received <= acked + unknown,
+            "{p}: received {received}, acknowledged {acked}, unknown {unknown}"
+        );
+    }
 }

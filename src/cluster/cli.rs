@@ -21,11 +21,30 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-pub fn status(args: &StatusArgs, email: &str, password: &str) -> anyhow::Result<()> {
+/// What to change.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChangeArgs {
+    #[command(flatten)]
+    pub on: StatusArgs,
+    /// The node to add or remove (its node_id).
+    #[arg(long = "node")]
+    pub node: u64,
+    /// For `join`: where the new node's peers reach it (its rpc_listen).
+    #[arg(long)]
+    pub rpc: Option<String>,
+}
+
+/// Signs in (unless given a token) and sends one request to the node's cluster API.
+fn call(
+    args: &StatusArgs,
+    email: &str,
+    password: &str,
+    request: impl FnOnce(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+) -> anyhow::Result<serde_json::Value> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let status: serde_json::Value = runtime.block_on(async {
+    runtime.block_on(async {
         let http = reqwest::Client::new();
         let base = args.url.trim_end_matches('/');
         let token = match &args.token {
@@ -50,8 +69,7 @@ pub fn status(args: &StatusArgs, email: &str, password: &str) -> anyhow::Result<
                     .to_owned()
             }
         };
-        let answer = http
-            .get(format!("{base}/api/v1/admin/cluster"))
+        let answer = request(&http, base)
             .bearer_auth(token)
             .send()
             .await
@@ -62,6 +80,12 @@ pub fn status(args: &StatusArgs, email: &str, password: &str) -> anyhow::Result<
             bail!("{base} answered {code}: {}", body["detail"].as_str().unwrap_or(""));
         }
         Ok(body)
+    })
+}
+
+pub fn status(args: &StatusArgs, email: &str, password: &str) -> anyhow::Result<()> {
+    let status = call(args, email, password, |http, base| {
+        http.get(format!("{base}/api/v1/admin/cluster"))
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -69,6 +93,31 @@ pub fn status(args: &StatusArgs, email: &str, password: &str) -> anyhow::Result<
     }
     let status: ClusterStatus = serde_json::from_value(status)?;
     print!("{}", render(&status));
+    Ok(())
+}
+
+/// `ecommesh cluster join`: adds a node started with `join = true`.
+pub fn join(args: &ChangeArgs, email: &str, password: &str) -> anyhow::Result<()> {
+    let rpc = args
+        .rpc
+        .clone()
+        .context("--rpc is needed: the address the new node's peers reach it at")?;
+    let id = args.node;
+    call(&args.on, email, password, |http, base| {
+        http.post(format!("{base}/api/v1/admin/cluster/nodes"))
+            .json(&json!({"id": id, "rpc": rpc}))
+    })?;
+    println!("adding node {id}: follow it with `ecommesh cluster status`");
+    Ok(())
+}
+
+/// `ecommesh cluster remove`: moves a node's replicas to the others and drops it.
+pub fn remove(args: &ChangeArgs, email: &str, password: &str) -> anyhow::Result<()> {
+    let id = args.node;
+    call(&args.on, email, password, |http, base| {
+        http.delete(format!("{base}/api/v1/admin/cluster/nodes/{id}"))
+    })?;
+    println!("removing node {id}: follow it with `ecommesh cluster status`; stop it once it is in no shard");
     Ok(())
 }
 
@@ -134,5 +183,11 @@ pub fn render(s: &ClusterStatus) -> String {
         s.shards.len(),
         leaderless
     );
+    if let Some(c) = &s.change {
+        let _ = writeln!(out, "change under way: {c}");
+    }
+    if let Some(c) = &s.last_change {
+        let _ = writeln!(out, "last change: {c}");
+    }
     out
 }

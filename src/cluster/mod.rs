@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod journal;
+pub mod membership;
 pub mod network;
 pub mod router;
 pub mod storage;
@@ -52,6 +53,8 @@ pub struct ClusterSettings {
     pub leader_wait: Duration,
     /// This node's HTTP address, as shown to operators.
     pub http: String,
+    /// This node joins a running cluster: it never forms groups, it waits to be added.
+    pub join: bool,
 }
 
 /// Answers requests that other nodes forward for entities this node leads.
@@ -83,6 +86,9 @@ pub struct Cluster {
     changes: Arc<OnceLock<ChangeListener>>,
     lead_listener: Arc<OnceLock<LeadListener>>,
     handle: tokio::runtime::Handle,
+    /// The node-set change under way, if any, and the last one's outcome.
+    job: parking_lot::Mutex<Option<String>>,
+    last_job: parking_lot::Mutex<Option<String>>,
     /// Owned here; shut down in the background on drop (dropping a runtime from async
     /// code would panic).
     runtime: parking_lot::Mutex<Option<tokio::runtime::Runtime>>,
@@ -201,10 +207,15 @@ impl Cluster {
             changes,
             lead_listener: Arc::default(),
             handle: runtime.handle().clone(),
+            job: parking_lot::Mutex::new(None),
+            last_job: parking_lot::Mutex::new(None),
             runtime: parking_lot::Mutex::new(None),
         });
-        runtime.block_on(cluster.form(true))?;
-        if cluster.settings.peers.keys().next() == Some(&cluster.me()) {
+        if !cluster.settings.join {
+            runtime.block_on(cluster.form(true))?;
+        }
+        runtime.spawn(cluster.clone().follow_nodes());
+        if !cluster.settings.join && cluster.settings.peers.keys().next() == Some(&cluster.me()) {
             let c = cluster.clone();
             runtime.spawn(async move {
                 tokio::time::sleep(Duration::from_secs(3)).await;
@@ -428,8 +439,7 @@ impl Cluster {
             });
         }
         let nodes = self
-            .settings
-            .peers
+            .nodes()
             .iter()
             .map(|(id, rpc)| NodeStatus {
                 id: *id,
@@ -444,6 +454,8 @@ impl Cluster {
             replication_factor: self.settings.replication_factor,
             nodes,
             shards,
+            change: self.job.lock().clone(),
+            last_change: self.last_job.lock().clone(),
         }
     }
 }
@@ -486,6 +498,10 @@ pub struct ClusterStatus {
     pub replication_factor: usize,
     pub nodes: Vec<NodeStatus>,
     pub shards: Vec<ShardStatus>,
+    /// The node-set change this node is carrying out, with its progress.
+    pub change: Option<String>,
+    /// How the last one this node carried out ended.
+    pub last_change: Option<String>,
 }
 
 /// Answers one request from a peer.
@@ -520,6 +536,10 @@ async fn answer(
         PeerRequest::Entity { kind, payload } => match entities.get() {
             Some(handler) => handler(kind, payload).await,
             None => Vec::new(),
+        },
+        PeerRequest::Place { group: g, step } => match group(g) {
+            Some(raft) => encode(&membership::run_step(&raft, step).await),
+            None => encode(&membership::StepOutcome::Failed(format!("no shard {g}"))),
         },
         PeerRequest::Changes { payload } => {
             if let Some(listener) = changes.get() {

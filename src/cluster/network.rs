@@ -33,6 +33,11 @@ pub enum PeerRequest {
     },
     /// A command or read for an entity whose shard this node does not lead.
     Entity { kind: String, payload: Vec<u8> },
+    /// A step of a node-set change, for the shard's leader.
+    Place {
+        group: u32,
+        step: super::membership::Step,
+    },
     /// Durable changes made on the sending node, for this node's live subscribers.
     Changes { payload: Vec<u8> },
 }

@@ -43,6 +43,8 @@ use utoipa::{Modify, OpenApi};
         super::orders::approve_return,
         super::orders::sales_summary,
         super::cluster::status,
+        super::cluster::join,
+        super::cluster::remove,
     ),
     components(schemas(crate::catalog::Sort)),
     modifiers(&Bearer),
