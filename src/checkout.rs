@@ -365,14 +365,14 @@ impl Saga<'_> {
 
         // 5. Sell the reserved stock, then mark the order paid.
         for r in &reserved {
-            let commit = ProductCommand::Commit {
-                reservation_id: self.id.to_owned(),
-            };
-            if let Err(e) = node
-                .products
-                .execute(r.product_id.clone(), commit, None)
-                .await
-            {
+            let sold = self.sell(&r.product_id).await;
+            if let Err(EntityError::Storage(e)) = &sold {
+                // Whether it sold is unknown (a shard between leaders): leave the order
+                // pending; a retry, or the reconciler, finishes it (selling is idempotent).
+                tracing::warn!(order = self.id, product = %r.product_id, error = %e, "sale unconfirmed; the order stays pending");
+                return Err(EntityError::<ProductRejection>::Storage(e.clone()).into());
+            }
+            if let Err(e) = sold {
                 // The hold expired and the stock went elsewhere: give the money back.
                 tracing::warn!(order = self.id, product = %r.product_id, error = %e, "reservation lost after charging; refunding");
                 let _ = provider.refund(&charge_id, total).await;
@@ -425,6 +425,28 @@ impl Saga<'_> {
         Ok(HttpResponse::Created().json(order_view(node, self.id, &paid.state).await?))
     }
 
+    /// Sells this order's hold on `product`; retried while the product's shard has no
+    /// leader (selling twice is recognised and does nothing).
+    async fn sell(&self, product: &str) -> Result<(), EntityError<ProductRejection>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let commit = ProductCommand::Commit {
+                reservation_id: self.id.to_owned(),
+            };
+            match self
+                .node
+                .products
+                .execute(product.to_owned(), commit, None)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(EntityError::Storage(_)) if attempt < 3 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Holds every line concurrently. On any failure returns what it did hold (for the
     /// caller to release) and the error to answer.
     async fn reserve(
@@ -462,7 +484,14 @@ impl Saga<'_> {
                 ))) => {
                     short.push(json!({"product_id": line.product_id, "requested": line.quantity, "available": 0}));
                 }
-                Ok(Err(e)) => other = Some(e.into()),
+                Ok(Err(e)) => {
+                    // A storage error may leave the hold made (a write whose commit was
+                    // not confirmed): release it too, which is harmless if it was not.
+                    if matches!(e, EntityError::Storage(_)) {
+                        held.push(line);
+                    }
+                    other = Some(e.into())
+                }
                 Err(_) => {
                     other = Some(ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,

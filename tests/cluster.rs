@@ -20,6 +20,7 @@ const SHARDS: u32 = 16;
 
 struct TestCluster {
     _tmp: tempfile::TempDir,
+    extra: Vec<String>,
     dirs: Vec<PathBuf>,
     rpc: Vec<u16>,
     nodes: Vec<Option<Node>>,
@@ -37,10 +38,16 @@ fn free_ports(n: usize) -> Vec<u16> {
 
 impl TestCluster {
     fn start(n: usize) -> TestCluster {
+        Self::start_with(n, &[])
+    }
+
+    /// Starts `n` nodes, each with the flags `extra` as well.
+    fn start_with(n: usize, extra: &[&str]) -> TestCluster {
         let tmp = tempfile::tempdir().unwrap();
         let dirs = (1..=n).map(|i| tmp.path().join(format!("n{i}"))).collect();
         let mut c = TestCluster {
             _tmp: tmp,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             dirs,
             // One spare, for a node that joins later.
             rpc: free_ports(n + 1),
@@ -100,6 +107,7 @@ impl TestCluster {
         if joiner {
             cmd.args(["--join", "true"]);
         }
+        cmd.args(&self.extra);
         cmd.env("ECOMMESH_JWT_SECRET", SECRET)
             .env("ECOMMESH_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("ECOMMESH_ADMIN_PASSWORD", ADMIN_PASSWORD);
@@ -642,4 +650,232 @@ fn a_node_joins_and_another_leaves_while_writes_go_on() {
             "{p}: received {received}, acknowledged {acked}, unknown {unknown}"
         );
     }
+}
+
+fn address() -> Value {
+    json!({"name": "K", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"})
+}
+
+/// Checks out with `key` through `base` until the answer is definite (201, 402, 409),
+/// retrying the same key on 503s and lost answers for up to 40 s. Returns the status
+/// and the order id of a 201.
+fn checkout_until_definite(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    token: &str,
+    key: &str,
+) -> (u16, Option<String>) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let r = http
+            .post(format!("{base}/api/v1/checkout"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&json!({"payment": {"token": "tok_visa"}, "shipping_address": address()}))
+            .send();
+        match r {
+            Ok(r) if r.status() == 201 => {
+                let id = r.json::<Value>().unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                return (201, Some(id));
+            }
+            Ok(r) if matches!(r.status().as_u16(), 402 | 409 | 422) => {
+                let code = r.status().as_u16();
+                let body: Value = r.json().unwrap();
+                // Another attempt with this key (or the reconciler) is finishing it.
+                if body["code"] != "checkout_in_progress" {
+                    return (code, None);
+                }
+            }
+            Ok(r) if r.status() == 503 => {}
+            Ok(r) => panic!("checkout answered {}: {}", r.status(), r.text().unwrap()),
+            Err(_) => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "checkout {key} never got a definite answer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn checkouts_across_nodes_survive_a_leader_kill_without_oversell_or_loss() {
+    const STOCK: u64 = 40;
+    let mut c = TestCluster::start_with(3, &["--checkout-timeout-secs", "2"]);
+    let http = client();
+    let admin = c.admin(0).unwrap();
+    let products: Vec<String> = (0..3)
+        .map(|i| create_product(c.node(0), &admin, &format!("buy-{i}"), STOCK))
+        .collect();
+    let shoppers: Vec<(String, String)> = (0..9)
+        .map(|i| {
+            let email = format!("buyer{i}@cluster.test");
+            let token = common::register(&http, c.node(i % 3), &email);
+            let me: Value = http
+                .get(c.node(0).url("/api/v1/me"))
+                .bearer_auth(&token)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            (token, me["id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+
+    // One checkout whose cart and product live on shards led by different nodes, placed
+    // through the third node.
+    let status = c.try_status(0).unwrap();
+    let leader = |kind: &str, id: &str| {
+        status["shards"][shard_for(kind, id, SHARDS) as usize]["leader"]
+            .as_u64()
+            .unwrap()
+    };
+    let (p, (token, _)) = products
+        .iter()
+        .flat_map(|p| shoppers.iter().map(move |s| (p, s)))
+        .find(|(p, (_, id))| leader("product", p) != leader("cart", id))
+        .expect("some cart and product led by different nodes");
+    let third = (1..=3u64)
+        .find(|n| {
+            *n != leader("product", p)
+                && *n != leader("cart", &shoppers.iter().find(|s| &s.0 == token).unwrap().1)
+        })
+        .unwrap_or(1);
+    common::add_to_cart(&http, c.node(0), token, p, 1);
+    let (code, order) =
+        checkout_until_definite(&http, &c.node(third as usize - 1).base, token, "cross-0");
+    assert_eq!(code, 201);
+    let order = order.unwrap();
+    let seen: Value = http
+        .get(c.node(0).url(&format!("/api/v1/orders/{order}")))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(seen["status"], "paid", "{seen}");
+
+    // Many shoppers check out through nodes 2 and 3 while node 1, which leads a third of
+    // the shards, is killed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let paid = Arc::new(AtomicU64::new(0));
+    let bases = [c.node(1).base.clone(), c.node(2).base.clone()];
+    let workers: Vec<_> = shoppers
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(s, (token, _))| {
+            let (stop, paid, products) = (stop.clone(), paid.clone(), products.clone());
+            let base = bases[s % 2].clone();
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(15))
+                    .build()
+                    .unwrap();
+                let mut acked = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let product = &products[(s + n) % products.len()];
+                    let add = http
+                        .post(format!("{base}/api/v1/cart/items"))
+                        .bearer_auth(&token)
+                        .json(&json!({"product_id": product, "quantity": 1 + (n % 2)}))
+                        .send();
+                    match add {
+                        Ok(r) if r.status() == 200 => {}
+                        // Sold out, a shard between leaders, or the answer lost: next one.
+                        _ => {
+                            std::thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
+                    }
+                    let (code, order) =
+                        checkout_until_definite(&http, &base, &token, &format!("s{s}-{n}"));
+                    if code == 201 {
+                        acked.push(order.unwrap());
+                        paid.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                (token, acked)
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    while paid.load(Ordering::Relaxed) < 15 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.kill9(0);
+    std::thread::sleep(Duration::from_secs(6));
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged: Vec<(String, Vec<String>)> =
+        workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let after_kill = paid.load(Ordering::Relaxed);
+    c.restart(0);
+    c.wait_formed();
+    let admin = c.admin(1).unwrap();
+
+    // Interrupted checkouts are settled by the leaders of their orders' shards.
+    eventually(Duration::from_secs(30), "no checkout left pending", || {
+        let pending: Value = http
+            .get(c.node(1).url("/api/v1/admin/orders?status=pending_payment"))
+            .bearer_auth(&admin)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        pending["total"] == 0
+    });
+    for (token, orders) in &acknowledged {
+        for id in orders {
+            let o: Value = http
+                .get(c.node(2).url(&format!("/api/v1/orders/{id}")))
+                .bearer_auth(token)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            assert_eq!(o["status"], "paid", "acknowledged order {id}: {o}");
+        }
+    }
+    let mut sold_total = 0;
+    for p in &products {
+        let st = stock(c.node(1), &admin, p);
+        let n = |k: &str| st[k].as_u64().unwrap();
+        assert_eq!(
+            n("available") + n("reserved") + n("sold"),
+            n("received"),
+            "{p}: {st}"
+        );
+        assert_eq!(n("received"), STOCK, "{p}: {st}");
+        assert_eq!(n("reserved"), 0, "nothing held by a settled checkout: {st}");
+        sold_total += n("sold");
+    }
+    // Units sold are exactly the units of paid orders: no charge kept without its sale,
+    // no sale without its charge (read models converge on every node).
+    for node in 0..3 {
+        eventually(Duration::from_secs(10), "paid units == sold units", || {
+            let list: Value = http
+                .get(
+                    c.node(node)
+                        .url("/api/v1/admin/orders?status=paid&per_page=100"),
+                )
+                .bearer_auth(&admin)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            let units: u64 = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["items"].as_u64().unwrap())
+                .sum();
+            units == sold_total
+        });
+    }
+    println!("cluster checkout: {after_kill} paid orders acknowledged, {sold_total} units sold");
 }

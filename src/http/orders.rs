@@ -440,11 +440,22 @@ pub async fn settle(node: &Node, id: &str, order: &OrderState) -> Result<(), Api
 /// also expire on their own.
 pub async fn release(node: &Node, id: &str, products: impl IntoIterator<Item = String>) {
     for product in products {
-        let release = ProductCommand::Release {
-            reservation_id: id.to_owned(),
-        };
-        if let Err(e) = node.products.execute(product.clone(), release, None).await {
-            tracing::warn!(order = id, product = %product, error = %e, "release failed; the reservation will expire");
+        // A shard between leaders answers "unavailable" after a wait: try again, since a
+        // hold left behind keeps its stock from other shoppers until it expires.
+        for attempt in 1..=3 {
+            let release = ProductCommand::Release {
+                reservation_id: id.to_owned(),
+            };
+            match node.products.execute(product.clone(), release, None).await {
+                Ok(_) => break,
+                Err(EntityError::Storage(e)) if attempt < 3 => {
+                    tracing::info!(order = id, product = %product, error = %e, "release failed; retrying");
+                }
+                Err(e) => {
+                    tracing::warn!(order = id, product = %product, error = %e, "release failed; the reservation will expire");
+                    break;
+                }
+            }
         }
     }
 }

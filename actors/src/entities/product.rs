@@ -52,7 +52,13 @@ pub struct ProductState {
     /// Orders whose sale was recently reversed (cancel, return), newest last, at most
     /// `RECENT_REVERSALS`: a retried reversal is recognised and does nothing.
     pub recent_reversals: std::collections::VecDeque<String>,
+    /// Reservations recently sold, newest last, at most `RECENT_SALES`: a retried commit
+    /// (its first answer was lost to a failover) is recognised and does nothing.
+    pub recent_sales: std::collections::VecDeque<String>,
 }
+
+/// How many sold reservations a product remembers for deduplication.
+pub const RECENT_SALES: usize = 256;
 
 /// How many reversed orders a product remembers for deduplication.
 pub const RECENT_REVERSALS: usize = 256;
@@ -293,8 +299,9 @@ pub struct Product;
 
 impl Entity for Product {
     const KIND: &'static str = "product";
-    /// 2: the state gained `recent_reversals`; v1 snapshots are rebuilt from the journal.
-    const STATE_VERSION: u16 = 2;
+    /// 2: the state gained `recent_reversals`; 3: `recent_sales`. Snapshots of an older
+    /// version are rebuilt from the journal.
+    const STATE_VERSION: u16 = 3;
     type State = ProductState;
     type Command = ProductCommand;
     type Event = ProductEvent;
@@ -422,6 +429,7 @@ impl Entity for Product {
                     reservation_id: reservation_id.clone(),
                     quantity: r.quantity,
                 }),
+                None if state.recent_sales.contains(reservation_id) => {}
                 None => {
                     return Err(ProductRejection::NoReservation {
                         reservation_id: reservation_id.clone(),
@@ -497,6 +505,10 @@ impl Entity for Product {
                 state.reservations.remove(reservation_id);
                 state.on_hand -= quantity;
                 state.sold += quantity;
+                state.recent_sales.push_back(reservation_id.clone());
+                if state.recent_sales.len() > RECENT_SALES {
+                    state.recent_sales.pop_front();
+                }
             }
             ProductEvent::Archived => state.archived = true,
             ProductEvent::SaleReversed { order_id, quantity } => {
@@ -614,6 +626,29 @@ mod tests {
             )
             .unwrap_err(),
             ProductRejection::Invalid { field, .. } if field == "price"
+        ));
+    }
+
+    #[test]
+    fn selling_a_hold_again_does_nothing() {
+        let sold = ProductEvent::Sold {
+            reservation_id: "o1".into(),
+            quantity: 3,
+        };
+        let h = [created(5), reserved("o1", 3, 10_000), sold];
+        let commit = Commit {
+            reservation_id: "o1".into(),
+        };
+        assert_eq!(when::<Product>(&h, commit).unwrap(), vec![]);
+        assert!(matches!(
+            when::<Product>(
+                &h,
+                Commit {
+                    reservation_id: "o2".into()
+                }
+            )
+            .unwrap_err(),
+            ProductRejection::NoReservation { .. }
         ));
     }
 
