@@ -320,6 +320,28 @@ fn a_write_through_one_node_is_read_through_the_others() {
             "cart through node {i}: {cart}"
         );
     }
+    // Live updates cross nodes: a subscriber on every node sees a restock made through
+    // node 1 and committed by the shard's leader, wherever that is.
+    let mut sockets: Vec<common::ws::Ws> =
+        (0..3).map(|i| common::ws::Ws::connect(c.node(i))).collect();
+    for ws in &mut sockets {
+        let snap = ws.subscribe(&format!("product:{product}"));
+        assert_eq!(snap["data"]["stock"]["available"], 7, "{snap}");
+    }
+    let r = client()
+        .post(
+            c.node(0)
+                .url(&format!("/api/v1/products/{product}/restock")),
+        )
+        .bearer_auth(&admin)
+        .json(&json!({"quantity": 3}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        let u = ws.expect_within(Duration::from_secs(2), |m| m["type"] == "update");
+        assert_eq!(u["data"]["stock"]["available"], 10, "node {i}: {u}");
+    }
     // Read models are built on every node from the committed events.
     for i in 0..3 {
         eventually(Duration::from_secs(5), "the catalog of every node", || {

@@ -121,9 +121,18 @@ impl Cluster {
             // A leader that lost its voter place (its replica moved away) keeps leading in
             // openraft 0.9, which has no leadership transfer: it stops heartbeating, so
             // the voters elect one of their own and it steps down.
+            let (mut led, mut leaderless, mut max_lag) = (0u64, 0u64, 0u64);
             for (i, raft) in self.rafts.iter().enumerate() {
                 let (leads, voter) = {
                     let m = raft.metrics().borrow().clone();
+                    leaderless += m.current_leader.is_none() as u64;
+                    if let Some(r) = &m.replication {
+                        let last = m.last_log_index.unwrap_or(0);
+                        for matched in r.values() {
+                            let at = matched.map_or(0, |l| l.index);
+                            max_lag = max_lag.max(last.saturating_sub(at));
+                        }
+                    }
                     (
                         m.state == openraft::ServerState::Leader,
                         m.membership_config
@@ -132,6 +141,7 @@ impl Cluster {
                             .any(|v| v == self.me()),
                     )
                 };
+                led += leads as u64;
                 if leads && !voter && silenced.insert(i) {
                     tracing::info!(
                         shard = i,
@@ -142,7 +152,11 @@ impl Cluster {
                     raft.runtime_config().heartbeat(true);
                 }
             }
+            metrics::gauge!("ecommesh_cluster_shards_led").set(led as f64);
+            metrics::gauge!("ecommesh_cluster_shards_without_leader").set(leaderless as f64);
+            metrics::gauge!("ecommesh_cluster_max_replication_lag_entries").set(max_lag as f64);
             let nodes = self.nodes();
+            metrics::gauge!("ecommesh_cluster_nodes").set(nodes.len() as f64);
             for (id, rpc) in &nodes {
                 if !rpc.is_empty() {
                     self.transport.add_peer(*id, rpc.clone());
