@@ -152,3 +152,41 @@ fn bench_load_runs_every_scenario_and_checks_its_results() {
     let svg = std::fs::read_to_string(report.join("load.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("requests per second"));
 }
+
+#[test]
+fn bench_cluster_measures_both_replication_factors_and_a_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("cluster.json");
+    let out = Command::new(common::BIN)
+        .args(["bench", "cluster", "--seconds", "0.5", "--connections", "4"])
+        .args(["--kills", "1", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rfs: Vec<u64> = r["replication"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["replication_factor"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rfs, [1, 3]);
+    for x in r["replication"].as_array().unwrap() {
+        assert!(x["add_to_cart_per_sec"].as_f64().unwrap() > 0.0, "{x}");
+        assert_eq!(x["errors"], 0, "{x}");
+        assert!(
+            x["add_to_cart_p50_ms"].as_f64().unwrap() <= x["add_to_cart_p99_ms"].as_f64().unwrap()
+        );
+    }
+    let f = &r["failover"];
+    assert_eq!(f["kills"], 1);
+    let took = f["seconds"][0].as_f64().unwrap();
+    assert!(took > 0.0 && took < 30.0, "{f}");
+    assert!(stdout.contains("failover over 1 kills"), "{stdout}");
+}

@@ -5,6 +5,7 @@
 //! - `ws`: websocket fan-out, from a write's acknowledgement to each subscriber;
 //! - `load`: HTTP load scenarios against a node, each compared with `ping` in the same run.
 
+pub mod cluster;
 pub mod journal;
 pub mod load;
 pub mod node;
@@ -23,6 +24,8 @@ pub enum Suite {
     Ws,
     /// HTTP load: ping, product_get, catalog_search, add_to_cart, checkout and mix.
     Load,
+    /// Three nodes: add-to-cart at replication factor 1 and 3, and failover times.
+    Cluster,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -76,6 +79,9 @@ pub struct BenchArgs {
     /// load: write load.json, load.md and load.svg into this directory.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// cluster: leaders to kill (-9) for the failover times (0: none).
+    #[arg(long, default_value_t = 20)]
+    pub kills: usize,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -86,6 +92,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Suite::Journal => journal::run(args),
         Suite::Ws => ws::run(args),
         Suite::Load => load::run(args),
+        Suite::Cluster => cluster::run(args),
     }
 }
 

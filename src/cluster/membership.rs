@@ -241,7 +241,7 @@ impl Cluster {
     }
 
     /// Runs `step` on the leader of `shard`, wherever it is, waiting for one if needed.
-    async fn on_leader(&self, shard: u32, step: Step) -> Result<(), String> {
+    pub(super) async fn on_leader(&self, shard: u32, step: Step) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
         loop {
             let outcome = match self.leader(shard) {

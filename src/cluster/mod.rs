@@ -250,8 +250,29 @@ impl Cluster {
                 .into_iter()
                 .map(|id| (id, self.addr_of(id)))
                 .collect();
+            let learners: Vec<NodeId> = nodes
+                .iter()
+                .copied()
+                .filter(|n| !voters.contains_key(n))
+                .collect();
             match raft.initialize(voters).await {
-                Ok(()) => formed += 1,
+                Ok(()) => {
+                    formed += 1;
+                    // Every other node follows the shard as a learner (complete read
+                    // models everywhere), added by its leader once there is one.
+                    let c = self.clone();
+                    self.handle.spawn(async move {
+                        for id in learners {
+                            let addr = c.addr_of(id);
+                            if let Err(e) = c
+                                .on_leader(shard as u32, membership::Step::AddLearner { id, addr })
+                                .await
+                            {
+                                tracing::warn!(shard, node = id, error = %e, "cannot add a learner");
+                            }
+                        }
+                    });
+                }
                 Err(openraft::error::RaftError::APIError(
                     openraft::error::InitializeError::NotAllowed(_),
                 )) => {} // formed meanwhile, through a peer
