@@ -135,9 +135,15 @@ impl Node {
             to_peers.tell_changes(crate::cluster::network::encode(change))
         }));
         let live = self.live.clone();
+        let heard = self.current_products.clone();
         cluster.on_changes(Arc::new(
             move |payload| match crate::cluster::network::decode(&payload) {
-                Ok(change) => live.inject(change),
+                Ok(change) => {
+                    if let crate::live::Change::Product(c) = &change {
+                        heard.update(&c.id, c.seq, c.state.clone());
+                    }
+                    live.inject(change)
+                }
                 Err(e) => tracing::warn!(error = %e, "a live change from a peer could not be read"),
             },
         ));
@@ -169,7 +175,37 @@ impl Node {
     }
 }
 
+/// How long a node that does not lead a product's shard shows what it last heard of the
+/// product (its leader tells every node of each change) before asking the leader again.
+const PRODUCT_VIEW_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Node {
+    /// A product as this node knows it, for views and hints that may trail the leader by
+    /// the time a change takes to reach this node (cart lines, availability hints, names):
+    /// on a single node, or on the shard's leader, the latest durable state; elsewhere
+    /// the last state the leader told this node of, if recent, else the leader's answer.
+    /// Decisions that must be exact (checkout prices, stock) use [`Node::product`] or the
+    /// product entity itself.
+    pub async fn product_view(
+        &self,
+        id: &str,
+    ) -> Result<
+        ecommesh_actors::Reply<Arc<ecommesh_actors::entities::product::ProductState>>,
+        ecommesh_actors::EntityError<ecommesh_actors::entities::product::ProductRejection>,
+    > {
+        if self.cluster.is_some() {
+            if let Some(known) = self.current_products.get_within(id, PRODUCT_VIEW_AGE) {
+                return Ok(known);
+            }
+        }
+        let reply = self.product(id).await?;
+        if reply.state.details.is_some() {
+            self.current_products
+                .update(id, reply.seq, reply.state.clone());
+        }
+        Ok(reply)
+    }
+
     /// A product's latest durable state: from memory, or read from its shard (once).
     pub async fn product(
         &self,

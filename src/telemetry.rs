@@ -7,12 +7,13 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global tracing subscriber. Call once, before anything logs.
 pub fn init_logs(format: &str, level: &str) {
-    // openraft narrates every vote and heartbeat at info: keep it to warnings unless
-    // the filter names it.
+    // openraft narrates every vote at info and every unreachable peer (per group, twice
+    // a second) at warn and error: silent unless the filter names it. Our own logs say
+    // when links go down and leadership moves.
     let level = if level.contains("openraft") {
         level.to_owned()
     } else {
-        format!("{level},openraft=warn")
+        format!("{level},openraft=off")
     };
     let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

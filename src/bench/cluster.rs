@@ -357,6 +357,9 @@ fn failovers(kills: usize) -> anyhow::Result<Failovers> {
                     .build()
                     .expect("client");
                 while !stop.load(Ordering::Relaxed) {
+                    // Counted from its send: a write already in flight at the kill, and
+                    // answered just after it, says nothing about the failover.
+                    let sent = Instant::now();
                     let ok = http
                         .post(&url)
                         .bearer_auth(&admin)
@@ -367,7 +370,7 @@ fn failovers(kills: usize) -> anyhow::Result<Failovers> {
                     if ok {
                         if let Some(k) = *killed.lock() {
                             let mut f = first.lock();
-                            if f.is_none() && now > k {
+                            if f.is_none() && sent > k {
                                 *f = Some(now);
                             }
                         }

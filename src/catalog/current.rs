@@ -14,21 +14,25 @@ use ecommesh_actors::entities::product::ProductState;
 use ecommesh_actors::Reply;
 use parking_lot::RwLock;
 
+/// A product's state, and when this node last heard of it.
+type Known = (Reply<Arc<ProductState>>, std::time::Instant);
+
 #[derive(Default)]
 pub struct CurrentProducts {
-    map: RwLock<HashMap<Arc<str>, Reply<Arc<ProductState>>>>,
+    map: RwLock<HashMap<Arc<str>, Known>>,
 }
 
 impl CurrentProducts {
     /// Keeps `state` at `seq` unless a newer state is already known (a read that started
     /// before a change may finish after it).
     pub fn update(&self, id: &str, seq: u64, state: Arc<ProductState>) {
+        let now = std::time::Instant::now();
         let mut map = self.map.write();
         match map.get_mut(id) {
-            Some(known) if known.seq >= seq => {}
-            Some(known) => *known = Reply { seq, state },
+            Some((known, at)) if known.seq >= seq => *at = now,
+            Some(known) => *known = (Reply { seq, state }, now),
             None => {
-                map.insert(id.into(), Reply { seq, state });
+                map.insert(id.into(), (Reply { seq, state }, now));
             }
         }
     }
@@ -44,7 +48,20 @@ impl CurrentProducts {
     }
 
     pub fn get(&self, id: &str) -> Option<Reply<Arc<ProductState>>> {
-        self.map.read().get(id).cloned()
+        self.map.read().get(id).map(|(r, _)| r.clone())
+    }
+
+    /// The state if this node heard of it within `max_age`.
+    pub fn get_within(
+        &self,
+        id: &str,
+        max_age: std::time::Duration,
+    ) -> Option<Reply<Arc<ProductState>>> {
+        self.map
+            .read()
+            .get(id)
+            .filter(|(_, at)| at.elapsed() <= max_age)
+            .map(|(r, _)| r.clone())
     }
 }
 

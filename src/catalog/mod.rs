@@ -21,7 +21,7 @@ pub async fn product_name(node: &crate::node::Node, id: &str) -> String {
     match known {
         Some(name) => name,
         None => node
-            .product(id)
+            .product_view(id)
             .await
             .ok()
             .and_then(|r| r.state.details.as_ref().map(|d| d.name.clone()))

@@ -81,6 +81,8 @@ pub struct Cluster {
     serving: Vec<AtomicBool>,
     /// Per shard: when a quorum last confirmed this node's lead (ms since `epoch`).
     confirmed: Vec<std::sync::atomic::AtomicU64>,
+    /// One confirmation in flight per shard: concurrent readers wait for it.
+    confirming: Vec<tokio::sync::Mutex<()>>,
     epoch: std::time::Instant,
     entities: Arc<OnceLock<EntityHandler>>,
     changes: Arc<OnceLock<ChangeListener>>,
@@ -198,6 +200,7 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             serving: (0..shards).map(|_| AtomicBool::new(false)).collect(),
             confirmed: (0..shards).map(|_| Default::default()).collect(),
+            confirming: (0..shards).map(|_| Default::default()).collect(),
             epoch: std::time::Instant::now(),
             settings,
             rafts,
@@ -377,17 +380,25 @@ impl Cluster {
 
     /// Confirms, before a local read, that this node still leads `shard`: a leader cut off
     /// from its followers may not know yet that another was elected, and must not serve
-    /// what may be stale. A quorum's confirmation counts for half an election timeout
-    /// (no other leader can be elected sooner), so busy shards pay for one round trip per
-    /// lease, not per read.
+    /// what may be stale. A quorum's confirmation counts for one election timeout: a
+    /// follower that heard from this leader waits its lease (twice the election timeout)
+    /// and then at least one election timeout before it campaigns, so no other leader
+    /// can exist sooner. Busy shards pay one round trip per lease, not per read, and
+    /// concurrent readers share one confirmation.
     pub async fn confirm_lead(&self, shard: u32) -> bool {
         let Some(raft) = self.rafts.get(shard as usize) else {
             return false;
         };
-        let lease = (self.settings.election_timeout / 2).as_millis() as u64;
+        let lease = self.settings.election_timeout.as_millis() as u64;
         let now = || self.epoch.elapsed().as_millis() as u64 + 1;
+        let confirmed_at = &self.confirmed[shard as usize];
+        let fresh = |at: u64| at.saturating_sub(confirmed_at.load(Ordering::Acquire)) < lease;
+        if fresh(now()) {
+            return self.serves(shard);
+        }
+        let _single = self.confirming[shard as usize].lock().await;
         let started = now();
-        if started.saturating_sub(self.confirmed[shard as usize].load(Ordering::Acquire)) < lease {
+        if fresh(started) {
             return self.serves(shard);
         }
         let confirmed = self.handle.spawn({

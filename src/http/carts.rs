@@ -79,7 +79,7 @@ pub async fn view(node: &Node, reply: Reply<CartState>) -> Result<CartView, ApiE
     let mut total = Money::new(0, node.currency);
     let mut items = Vec::with_capacity(reply.state.items.len());
     for (product_id, quantity) in &reply.state.items {
-        let product = node.product(product_id).await?.state;
+        let product = node.product_view(product_id).await?.state;
         let Some(d) = &product.details else { continue };
         let line_total = d.price.checked_mul(*quantity as u64).unwrap_or(d.price);
         total = total.checked_add(line_total).unwrap_or(total);
@@ -103,7 +103,7 @@ pub async fn view(node: &Node, reply: Reply<CartState>) -> Result<CartView, ApiE
 /// The units of a product on sale now; refuses one that does not exist or is archived.
 async fn on_sale(node: &Node, product_id: &str) -> Result<u64, ApiError> {
     check_id("product_id", product_id)?;
-    let product = node.product(product_id).await?.state;
+    let product = node.product_view(product_id).await?.state;
     if product.details.is_none() {
         return Err(ApiError::not_found(format!(
             "product {product_id} does not exist"
