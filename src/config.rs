@@ -62,6 +62,7 @@ pub struct Config {
     pub raft_election_timeout_ms: u64,
     pub leader_wait_ms: u64,
     pub join: bool,
+    pub raft_snapshot_every: u64,
 }
 
 impl Default for Config {
@@ -109,6 +110,7 @@ impl Default for Config {
             raft_election_timeout_ms: 500,
             leader_wait_ms: 3000,
             join: false,
+            raft_snapshot_every: 20_000,
         }
     }
 }
@@ -290,6 +292,10 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_JOIN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join: Option<bool>,
+    /// A shard's Raft group snapshots itself every this many entries.
+    #[arg(long, global = true, env = "ECOMMESH_RAFT_SNAPSHOT_EVERY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft_snapshot_every: Option<u64>,
     /// Short for `--demo-catalog false`.
     #[arg(long = "no-demo", global = true, action = clap::ArgAction::SetTrue)]
     #[serde(skip)]
@@ -428,6 +434,12 @@ impl Config {
             bail!("invalid configuration: `raft_election_timeout_ms` must be at least 2 x `raft_heartbeat_ms`, or followers start elections between heartbeats");
         }
         range("leader_wait_ms", self.leader_wait_ms, 0, 60_000)?;
+        range(
+            "raft_snapshot_every",
+            self.raft_snapshot_every,
+            10,
+            100_000_000,
+        )?;
         if self.data_dir.as_os_str().is_empty() {
             bail!("invalid configuration: `data_dir` must not be empty");
         }
@@ -478,6 +490,7 @@ impl Config {
             leader_wait: Duration::from_millis(self.leader_wait_ms),
             http,
             join: self.join,
+            snapshot_every: self.raft_snapshot_every,
         }))
     }
 

@@ -599,7 +599,9 @@ fn a_partitioned_minority_refuses_writes_and_catches_up_after_healing() {
 
 #[test]
 fn a_node_joins_and_another_leaves_while_writes_go_on() {
-    let mut c = TestCluster::start(3);
+    // Snapshots every 20 entries: the shards written to purge their logs, so the joining
+    // node must install snapshots (whole-shard exports) to catch up.
+    let mut c = TestCluster::start_with(3, &["--raft-snapshot-every", "20"]);
     let admin = c.admin(1).unwrap();
     let products: Vec<String> = (0..4)
         .map(|i| create_product(c.node(1), &admin, &format!("move-{i}"), 0))
@@ -640,6 +642,41 @@ fn a_node_joins_and_another_leaves_while_writes_go_on() {
             .collect();
         assert_eq!(members.len(), 4, "every node follows every shard: {x}");
     }
+    // Its own replicas, installed from snapshots, hold the shards: its catalog, built
+    // locally from them, shows the products and their restocks.
+    eventually(
+        Duration::from_secs(10),
+        "node 4's catalog from its replicas",
+        || {
+            let list: Value = client()
+                .get(c.node(four).url("/api/v1/products?q=move&per_page=10"))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            // Created with no stock: what it shows was restocked before it joined.
+            list["total"] == 4
+                && list["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|p| p["stock"]["available"].as_u64().unwrap() > 0)
+        },
+    );
+    let metrics = client()
+        .get(c.node(four).url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let installed: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ecommesh_cluster_snapshots_installed_total "))
+        .map_or(0.0, |v| v.trim().parse().unwrap());
+    assert!(
+        installed >= 1.0,
+        "node 4 caught up from snapshots: {installed}"
+    );
     // Node 1 leaves: its replicas move to the others, then it is stopped.
     let r = client()
         .delete(c.node(1).url("/api/v1/admin/cluster/nodes/1"))

@@ -55,6 +55,9 @@ pub struct ClusterSettings {
     pub http: String,
     /// This node joins a running cluster: it never forms groups, it waits to be added.
     pub join: bool,
+    /// A shard's group takes a snapshot (an export of the shard) every this many entries,
+    /// and purges its log behind it.
+    pub snapshot_every: u64,
 }
 
 /// Answers requests that other nodes forward for entities this node leads.
@@ -134,9 +137,10 @@ impl Cluster {
                 heartbeat_interval: settings.heartbeat.as_millis() as u64,
                 election_timeout_min: settings.election_timeout.as_millis() as u64,
                 election_timeout_max: 2 * settings.election_timeout.as_millis() as u64,
-                // Shard snapshots are whole-shard exports: take them rarely.
-                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
-                max_in_snapshot_log_to_keep: 2_000,
+                // Shard snapshots are whole-shard exports: take them rarely, and keep a
+                // tenth of that much log behind them for followers that fall behind.
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
+                max_in_snapshot_log_to_keep: settings.snapshot_every / 10,
                 max_payload_entries: 256,
                 ..Default::default()
             }

@@ -263,6 +263,7 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshot {
         // The log is purged up to a snapshot: it must be on disk first, and so must the
         // state it was taken of.
         self.commit.request().await.map_err(write)?;
+        metrics::counter!("ecommesh_cluster_snapshots_built_total").increment(1);
         Ok(Snapshot {
             meta: snapshot.meta,
             snapshot: Box::new(Cursor::new(snapshot.data)),
@@ -348,6 +349,7 @@ impl RaftStateMachine<TypeConfig> for ShardMachine {
             StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)).into()
         };
         self.store.import_shard(self.shard, &data).map_err(write)?;
+        metrics::counter!("ecommesh_cluster_snapshots_installed_total").increment(1);
         self.marker = Marker {
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
