@@ -63,6 +63,7 @@ pub struct Config {
     pub leader_wait_ms: u64,
     pub join: bool,
     pub raft_snapshot_every: u64,
+    pub node_id_from_hostname: bool,
 }
 
 impl Default for Config {
@@ -111,6 +112,7 @@ impl Default for Config {
             leader_wait_ms: 3000,
             join: false,
             raft_snapshot_every: 20_000,
+            node_id_from_hostname: false,
         }
     }
 }
@@ -296,10 +298,25 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_RAFT_SNAPSHOT_EVERY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raft_snapshot_every: Option<u64>,
+    /// Take node_id from the host name's ordinal plus one (`ecommesh-0` is node 1): for
+    /// Kubernetes StatefulSet pods.
+    #[arg(long, global = true, env = "ECOMMESH_NODE_ID_FROM_HOSTNAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id_from_hostname: Option<bool>,
     /// Short for `--demo-catalog false`.
     #[arg(long = "no-demo", global = true, action = clap::ArgAction::SetTrue)]
     #[serde(skip)]
     pub no_demo: bool,
+}
+
+/// The node id of a StatefulSet pod: its name's trailing ordinal plus one.
+fn node_id_of_host(host: &str) -> anyhow::Result<u64> {
+    host.rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<u64>().ok())
+        .map(|n| n + 1)
+        .with_context(|| {
+            format!("invalid configuration: `node_id_from_hostname` needs a host name ending in -<ordinal> (like ecommesh-0), got {host:?}")
+        })
 }
 
 impl Config {
@@ -316,13 +333,20 @@ impl Config {
         if overrides.no_demo {
             overrides.demo_catalog = Some(false);
         }
-        let config: Config = fig
+        let mut config: Config = fig
             .merge(Serialized::defaults(&overrides))
             .extract()
             .map_err(|e| {
                 // figment's message names the key and the layer it came from.
                 anyhow::anyhow!("invalid configuration: {e}")
             })?;
+        if config.node_id_from_hostname {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .unwrap_or_default();
+            config.node_id = node_id_of_host(host.trim())?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -586,6 +610,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("jwt_secret"), "{e}");
+    }
+
+    #[test]
+    fn a_pod_name_gives_the_node_id() {
+        assert_eq!(node_id_of_host("ecommesh-0").unwrap(), 1);
+        assert_eq!(node_id_of_host("shop-ecommesh-12").unwrap(), 13);
+        assert!(node_id_of_host("ecommesh").is_err());
     }
 
     #[test]
