@@ -175,6 +175,12 @@ impl Node {
     }
 }
 
+/// A product's state as a read of it answers.
+pub type ProductRead = Result<
+    ecommesh_actors::Reply<Arc<ecommesh_actors::entities::product::ProductState>>,
+    ecommesh_actors::EntityError<ecommesh_actors::entities::product::ProductRejection>,
+>;
+
 /// How long a node that does not lead a product's shard shows what it last heard of the
 /// product (its leader tells every node of each change) before asking the leader again.
 const PRODUCT_VIEW_AGE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -186,20 +192,15 @@ impl Node {
     /// the last state the leader told this node of, if recent, else the leader's answer.
     /// Decisions that must be exact (checkout prices, stock) use [`Node::product`] or the
     /// product entity itself.
-    pub async fn product_view(
-        &self,
-        id: &str,
-    ) -> Result<
-        ecommesh_actors::Reply<Arc<ecommesh_actors::entities::product::ProductState>>,
-        ecommesh_actors::EntityError<ecommesh_actors::entities::product::ProductRejection>,
-    > {
+    pub async fn product_view(&self, id: &str) -> ProductRead {
         if self.cluster.is_some() {
             if let Some(known) = self.current_products.get_within(id, PRODUCT_VIEW_AGE) {
                 return Ok(known);
             }
         }
         let reply = self.product(id).await?;
-        if reply.state.details.is_some() {
+        // `product` keeps what a leader reads; a node that does not lead keeps it here.
+        if self.cluster.is_some() && reply.state.details.is_some() {
             self.current_products
                 .update(id, reply.seq, reply.state.clone());
         }
@@ -207,13 +208,7 @@ impl Node {
     }
 
     /// A product's latest durable state: from memory, or read from its shard (once).
-    pub async fn product(
-        &self,
-        id: &str,
-    ) -> Result<
-        ecommesh_actors::Reply<Arc<ecommesh_actors::entities::product::ProductState>>,
-        ecommesh_actors::EntityError<ecommesh_actors::entities::product::ProductRejection>,
-    > {
+    pub async fn product(&self, id: &str) -> ProductRead {
         // In a cluster, only the shard's leader sees every change as it is made.
         let shard = self.products.shard_of(id);
         let leads = match &self.cluster {

@@ -153,9 +153,8 @@ impl TestCluster {
 
     /// Waits until the admin can sign in through every node and every shard has a leader.
     fn wait_formed(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let all = (0..self.nodes.len())
+        eventually(Duration::from_secs(60), "the cluster to form", || {
+            (0..self.nodes.len())
                 .filter(|i| self.nodes[*i].is_some())
                 .all(|i| {
                     self.try_status(i).is_some_and(|s| {
@@ -165,16 +164,8 @@ impl TestCluster {
                             .iter()
                             .all(|x| !x["leader"].is_null())
                     })
-                });
-            if all {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not form within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                })
+        });
     }
 
     fn admin(&self, i: usize) -> Option<String> {

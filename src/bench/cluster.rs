@@ -8,13 +8,12 @@
 //! All three nodes and the generator share this machine's cores, so replication costs
 //! CPU here that separate machines would not share.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -84,8 +83,8 @@ impl Cluster {
             .get(i)
             .map(|m| m.base.trim_start_matches("http://").to_owned())
             .unwrap_or_else(|| "127.0.0.1:0".into());
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("serve")
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("serve")
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("n{}", i + 1)))
             .args(["--listen", &listen, "--log-level", "error", "--no-demo"])
@@ -93,25 +92,8 @@ impl Cluster {
             .args(["--rpc-listen", &format!("127.0.0.1:{}", self.rpc[i])])
             .args(["--peers", &peers, "--shards", &SHARDS.to_string()])
             .args(["--replication-factor", &self.rf.to_string()])
-            .env("ECOMMESH_ADMIN_EMAIL", ADMIN_EMAIL)
-            .env("ECOMMESH_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("ECOMMESH_JWT_SECRET", &self.secret)
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("cannot start a node")?;
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(120))
-            .map_err(|_| anyhow!("node {} did not start within 120 s", i + 1))?;
-        Ok((child, base))
+            .env("ECOMMESH_JWT_SECRET", &self.secret);
+        super::node::spawn(cmd).with_context(|| format!("node {}", i + 1))
     }
 
     fn admin(&self, i: usize) -> anyhow::Result<String> {

@@ -20,35 +20,47 @@ pub struct Node {
     _dir: tempfile::TempDir,
 }
 
+/// Starts `cmd` (this binary serving) with the benchmark's admin account, and waits
+/// until it prints the address it serves HTTP on.
+pub fn spawn(mut cmd: Command) -> anyhow::Result<(Child, String)> {
+    let mut child = cmd
+        .env("ECOMMESH_ADMIN_EMAIL", ADMIN_EMAIL)
+        .env("ECOMMESH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start a node")?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(base) => Ok((child, base)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(anyhow!("the node did not start within 120 s"))
+        }
+    }
+}
+
 impl Node {
     /// Starts a node with `extra` flags and waits until it serves HTTP.
     pub fn start(extra: &[&str]) -> anyhow::Result<Node> {
         let dir = tempfile::tempdir()?;
         let secret = crate::auth::tokens::random_id() + &crate::auth::tokens::random_id();
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("serve")
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("serve")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
             .args(extra)
-            .env("ECOMMESH_ADMIN_EMAIL", ADMIN_EMAIL)
-            .env("ECOMMESH_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("ECOMMESH_JWT_SECRET", &secret)
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("cannot start a node")?;
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(120))
-            .map_err(|_| anyhow!("the node did not start within 120 s"))?;
+            .env("ECOMMESH_JWT_SECRET", &secret);
+        let (child, base) = spawn(cmd)?;
         Ok(Node {
             child,
             base,
