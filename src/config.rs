@@ -64,6 +64,10 @@ pub struct Config {
     pub join: bool,
     pub raft_snapshot_every: u64,
     pub node_id_from_hostname: bool,
+    /// TEST ONLY, never in production: acknowledge cluster writes before Raft commits
+    /// them. A deliberately broken build, so the chaos suite can prove its checker
+    /// catches lost writes.
+    pub test_ack_before_commit: bool,
 }
 
 impl Default for Config {
@@ -113,6 +117,7 @@ impl Default for Config {
             join: false,
             raft_snapshot_every: 20_000,
             node_id_from_hostname: false,
+            test_ack_before_commit: false,
         }
     }
 }
@@ -303,6 +308,16 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_NODE_ID_FROM_HOSTNAME")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_id_from_hostname: Option<bool>,
+    /// TEST ONLY: acknowledge cluster writes before they commit (breaks durability on
+    /// purpose, for the chaos suite's broken-build run).
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        env = "ECOMMESH_TEST_ACK_BEFORE_COMMIT"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_ack_before_commit: Option<bool>,
     /// Short for `--demo-catalog false`.
     #[arg(long = "no-demo", global = true, action = clap::ArgAction::SetTrue)]
     #[serde(skip)]
@@ -515,6 +530,7 @@ impl Config {
             http,
             join: self.join,
             snapshot_every: self.raft_snapshot_every,
+            ack_before_commit: self.test_ack_before_commit,
         }))
     }
 

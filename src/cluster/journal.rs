@@ -57,7 +57,13 @@ pub struct RaftJournal {
 
 impl RaftJournal {
     /// Starts the proposer and completer of every group on the current tokio runtime.
-    pub fn start(rafts: &[Raft], commit_timeout: std::time::Duration) -> Self {
+    /// `ack_before_commit` is the chaos suite's deliberately broken build: appends are
+    /// answered as soon as they are proposed.
+    pub fn start(
+        rafts: &[Raft],
+        commit_timeout: std::time::Duration,
+        ack_before_commit: bool,
+    ) -> Self {
         let groups = rafts
             .iter()
             .enumerate()
@@ -71,6 +77,7 @@ impl RaftJournal {
                     rx,
                     flight_tx,
                     commit_timeout,
+                    ack_before_commit,
                 ));
                 tokio::spawn(complete(shard as u32, flight_rx, settled.clone()));
                 Group {
@@ -150,6 +157,7 @@ async fn propose(
     mut queue: mpsc::UnboundedReceiver<Item>,
     flights: mpsc::UnboundedSender<InFlight>,
     commit_timeout: std::time::Duration,
+    ack_before_commit: bool,
 ) {
     while let Some(first) = queue.recv().await {
         let mut items = vec![first];
@@ -177,15 +185,26 @@ async fn propose(
                 Item::Barrier(b) => barriers.push(b),
             }
         }
+        let mut appends_seq: Vec<u64> = Vec::new();
         let answer = if appends.is_empty() {
             Ok(None)
         } else {
             metrics::histogram!("ecommesh_cluster_appends_per_entry").record(appends.len() as f64);
+            appends_seq = appends
+                .iter()
+                .map(|a| a.expected_seq + a.events.len() as u64)
+                .collect();
             raft.client_write_ff(Proposal { appends })
                 .await
                 .map(Some)
                 .map_err(|fatal| unavailable(shard, format!("raft stopped: {fatal}")))
         };
+        if ack_before_commit && answer.is_ok() {
+            // Broken on purpose: tell every caller its append is durable now.
+            for (done, append) in std::mem::take(&mut dones).into_iter().zip(&appends_seq) {
+                done(Ok(*append));
+            }
+        }
         let flight = InFlight {
             answer,
             deadline: tokio::time::Instant::now() + commit_timeout,

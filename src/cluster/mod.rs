@@ -58,6 +58,9 @@ pub struct ClusterSettings {
     /// A shard's group takes a snapshot (an export of the shard) every this many entries,
     /// and purges its log behind it.
     pub snapshot_every: u64,
+    /// TEST ONLY: answer appends once proposed, before they commit (a deliberately
+    /// broken build for the chaos suite).
+    pub ack_before_commit: bool,
 }
 
 /// Answers requests that other nodes forward for entities this node leads.
@@ -192,9 +195,13 @@ impl Cluster {
         let _ = rafts_cell.set(rafts.clone());
         let journal = {
             let _guard = runtime.enter();
+            if settings.ack_before_commit {
+                tracing::error!("TEST ONLY: test_ack_before_commit is set: this node acknowledges writes before they commit and WILL lose acknowledged writes");
+            }
             Arc::new(journal::RaftJournal::start(
                 &rafts,
                 settings.leader_wait.max(Duration::from_secs(1)),
+                settings.ack_before_commit,
             ))
         };
         runtime.block_on(async {
