@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tag="${1:-ecommesh:latest}"
 target=x86_64-unknown-linux-gnu
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target "$target"
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target "$target" -p ecommesh --bin ecommesh
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 cp "target/$target/release/ecommesh" "$context/ecommesh"

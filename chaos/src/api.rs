@@ -102,26 +102,17 @@ impl Api {
         self.call(node, Method::POST, path, token, Some(body), None)
             .await
     }
-
-    /// A GET that must succeed (setup and final reads).
-    pub async fn must_get(
-        &self,
-        node: &Node,
-        path: &str,
-        token: Option<&str>,
-    ) -> anyhow::Result<Value> {
-        match self.get(node, path, token).await {
-            Answer::Ok(v) => Ok(v),
-            other => anyhow::bail!("GET {path} on {}: {other:?}", node.name()),
-        }
-    }
 }
 
 fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
+    if e.is_connect() {
+        if e.is_timeout() {
+            "connect timed out".into()
+        } else {
+            "connect failed".into()
+        }
+    } else if e.is_timeout() {
         "timeout".into()
-    } else if e.is_connect() {
-        "connect failed".into()
     } else {
         let mut s = e.to_string();
         let mut src = std::error::Error::source(e);

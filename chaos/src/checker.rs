@@ -157,8 +157,9 @@ fn acknowledged(ops: &[&(Op, Op)], finals: &[NodeFinal]) -> Found {
         let id = s(&pair.1.value, "order");
         for n in finals {
             let allowed: &[&str] = match cancelled.get(&id) {
-                Some(Kind::Ok) => &["cancelled"],
-                Some(_) => &["paid", "cancelled"],
+                // A paid order, once cancelled, is refunded.
+                Some(Kind::Ok) => &["cancelled", "refunded"],
+                Some(_) => &["paid", "cancelled", "refunded"],
                 None => &["paid"],
             };
             match n.orders.get(&id) {

@@ -139,6 +139,10 @@ impl Cluster {
                 "ECOMMESH_DEMO_CATALOG=false".to_owned(),
                 // Short holds: a checkout cut off by a fault frees its stock soon.
                 "ECOMMESH_RESERVATION_TTL_SECS=10".to_owned(),
+                // Checkouts left pending by a fault are finished or undone soon after.
+                "ECOMMESH_CHECKOUT_TIMEOUT_SECS=10".to_owned(),
+                // Tokens outlive the longest run.
+                "ECOMMESH_ACCESS_TOKEN_TTL_SECS=86400".to_owned(),
                 "ECOMMESH_LOG_LEVEL=warn".to_owned(),
                 format!(
                     "ECOMMESH_TEST_ACK_BEFORE_COMMIT={}",
@@ -158,8 +162,6 @@ impl Cluster {
                 node.ip.clone(),
                 "--label".to_owned(),
                 LABEL.to_owned(),
-                "--ulimit".to_owned(),
-                "nofile=65536:65536".to_owned(),
             ];
             for e in env {
                 args.push("-e".to_owned());

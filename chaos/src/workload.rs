@@ -52,6 +52,13 @@ pub struct Ctx {
 
 const SHIPPING: &str = r#"{"name":"Chaos Monkey","line1":"1 Fault Line","city":"Partition","postal_code":"10101","country":"US"}"#;
 
+/// The id the catalog derives from a SKU.
+fn product_id(sku: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("ecommesh-product:{}", sku.trim().to_lowercase()));
+    format!("p_{}", &hex::encode(digest)[..20])
+}
+
 /// Signs in the admin, retrying while the cluster settles (the admin account is written
 /// in the background once the cluster has a leader for it).
 pub async fn admin_token(
@@ -120,40 +127,12 @@ pub async fn setup(
             "brand": "Jepsen", "price": {"amount": 500 + 100 * i as i64, "currency": "USD"},
             "stock": stock,
         });
-        setup_post(api, nodes, "/products", Some(admin), &body).await?;
-        // The id is derived from the SKU; read it back from the catalog entity.
-        let found = api
-            .must_get(&nodes[0], &format!("/products?q={sku}&per_page=5"), None)
-            .await;
-        let id = match found {
-            Ok(v) => v["items"][0]["id"].as_str().map(str::to_owned),
-            Err(_) => None,
-        };
-        let id = match id {
-            Some(id) => id,
-            None => {
-                // The listing is a projection and may lag: ask every node until one has it.
-                let mut id = None;
-                for _ in 0..40 {
-                    for n in nodes {
-                        if let Answer::Ok(v) = api
-                            .get(n, &format!("/products?q={sku}&per_page=5"), None)
-                            .await
-                        {
-                            id = v["items"][0]["id"].as_str().map(str::to_owned);
-                        }
-                        if id.is_some() {
-                            break;
-                        }
-                    }
-                    if id.is_some() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                id.with_context(|| format!("product {sku} never showed in the catalog"))?
-            }
-        };
+        let created = setup_post(api, nodes, "/products", Some(admin), &body).await?;
+        // The id is derived from the SKU (so a retried create finds the same product).
+        let id = created["id"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| product_id(&sku));
         made.push(Product {
             id,
             sku,
@@ -197,6 +176,8 @@ struct Client {
     checkouts: u64,
     /// Paid orders it may cancel.
     paid: Vec<String>,
+    /// Whether an add may have filled the cart since its last checkout.
+    cart_filled: bool,
 }
 
 /// How an operation ended.
@@ -227,9 +208,11 @@ impl Client {
             match roll {
                 0..=29 => self.read().await,
                 30..=54 => self.add().await,
-                55..=68 => self.checkout().await,
-                69..=76 => self.browse().await,
-                77..=88 => self.restock().await,
+                // Checking out an empty cart proves nothing: fill it first.
+                55..=69 if self.cart_filled => self.checkout().await,
+                55..=69 => self.add().await,
+                70..=79 => self.browse().await,
+                80..=95 => self.restock().await,
                 _ => self.cancel().await,
             }
             let pause = self.rng.gen_range(0..20);
@@ -271,6 +254,11 @@ impl Client {
             }
         }
         let info = completion.kind == Kind::Info;
+        match (f, completion.kind) {
+            ("add", Kind::Ok | Kind::Info) => self.cart_filled = true,
+            ("checkout", Kind::Ok) => self.cart_filled = false,
+            _ => {}
+        }
         h.record(completion);
         if info {
             // The operation may still be running: this client goes on as a new process.
@@ -498,6 +486,7 @@ pub async fn run(ctx: Arc<Ctx>, until: Instant) {
             rng: StdRng::from_entropy(),
             checkouts: 0,
             paid: Vec::new(),
+            cart_filled: false,
         };
         tasks.push(tokio::spawn(client.run(until)));
     }
