@@ -178,6 +178,8 @@ struct Client {
     paid: Vec<String>,
     /// Whether an add may have filled the cart since its last checkout.
     cart_filled: bool,
+    /// Whether the last operation did not succeed (the next one waits a little).
+    last_failed: bool,
 }
 
 /// How an operation ended.
@@ -192,9 +194,16 @@ impl Client {
         &self.ctx.setup.customers[self.index]
     }
 
+    /// The client's own node, as Jepsen binds each client to one: while a node is down,
+    /// paused or cut off, its clients wait on it and the others go on. Retries of a
+    /// checkout or a cancel go round the other nodes.
     fn node(&mut self) -> Node {
-        let i = self.rng.gen_range(0..self.ctx.nodes.len());
-        self.ctx.nodes[i].clone()
+        self.node_after(0)
+    }
+
+    fn node_after(&self, attempt: usize) -> Node {
+        let n = self.ctx.nodes.len();
+        self.ctx.nodes[(self.index + attempt) % n].clone()
     }
 
     fn product(&mut self) -> String {
@@ -215,7 +224,7 @@ impl Client {
                 80..=95 => self.restock().await,
                 _ => self.cancel().await,
             }
-            let pause = self.rng.gen_range(0..20);
+            let pause = self.rng.gen_range(0..20) + if self.last_failed { 100 } else { 0 };
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
     }
@@ -253,6 +262,7 @@ impl Client {
                 completion.error = Some(e);
             }
         }
+        self.last_failed = completion.kind != Kind::Ok;
         let info = completion.kind == Kind::Info;
         match (f, completion.kind) {
             ("add", Kind::Ok | Kind::Info) => self.cart_filled = true,
@@ -352,7 +362,7 @@ impl Client {
         let customer = self.customer().id.clone();
         let token = self.customer().token.clone();
         let value = json!({"customer": customer, "card": card});
-        let nodes: Vec<Node> = (0..5).map(|_| self.node()).collect();
+        let nodes: Vec<Node> = (0..5).map(|k| self.node_after(k)).collect();
         let api = self.ctx.api.clone();
         let k = key.clone();
         let first = nodes[0].clone();
@@ -414,7 +424,7 @@ impl Client {
         let order = self.paid.swap_remove(i);
         let customer = self.customer().id.clone();
         let token = self.customer().token.clone();
-        let nodes: Vec<Node> = (0..3).map(|_| self.node()).collect();
+        let nodes: Vec<Node> = (0..3).map(|k| self.node_after(k)).collect();
         let api = self.ctx.api.clone();
         let path = format!("/orders/{order}/cancel");
         let value = json!({"customer": customer, "order": order});
@@ -487,6 +497,7 @@ pub async fn run(ctx: Arc<Ctx>, until: Instant) {
             checkouts: 0,
             paid: Vec::new(),
             cart_filled: false,
+            last_failed: false,
         };
         tasks.push(tokio::spawn(client.run(until)));
     }
