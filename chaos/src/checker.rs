@@ -480,3 +480,96 @@ fn linearizable(setup: &Setup, ops: &[&(Op, Op)]) -> Found {
     );
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Process;
+    use crate::workload::{Customer, Product};
+
+    fn setup() -> Setup {
+        Setup {
+            run: "t".into(),
+            nodes: vec!["n1".into()],
+            products: vec![Product {
+                id: "p".into(),
+                sku: "P".into(),
+                initial: 10,
+            }],
+            customers: vec![Customer {
+                id: "c".into(),
+                email: "c@t".into(),
+                token: String::new(),
+            }],
+        }
+    }
+
+    fn op(kind: Kind, f: &str, value: Value, time: u64) -> Op {
+        Op {
+            kind,
+            f: f.into(),
+            value,
+            process: Process::Client(0),
+            time,
+            node: None,
+            idempotency_key: None,
+            error: None,
+        }
+    }
+
+    fn node(received: u64) -> NodeFinal {
+        let mut n = NodeFinal {
+            node: "n1".into(),
+            ..NodeFinal::default()
+        };
+        n.stock.insert(
+            "p".into(),
+            Stock {
+                available: received,
+                reserved: 0,
+                sold: 0,
+                received,
+            },
+        );
+        n.catalog.insert("p".into(), received);
+        n.carts.insert("c".into(), BTreeMap::new());
+        n.leaders.insert(0, Some(1));
+        n
+    }
+
+    fn restock(kind: Kind) -> Vec<Op> {
+        let v = json!({"product": "p", "quantity": 5});
+        vec![
+            op(Kind::Invoke, "restock", v.clone(), 1),
+            op(kind, "restock", v, 2),
+        ]
+    }
+
+    #[test]
+    fn a_lost_acknowledged_restock_fails_the_run() {
+        let v = check(&setup(), &restock(Kind::Ok), &[node(10)]);
+        assert!(!v.valid);
+        let stock = &v.checks[1];
+        assert!(!stock.ok, "{stock:?}");
+        assert!(stock.violations[0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("acknowledged restock was lost"));
+        assert!(check(&setup(), &restock(Kind::Ok), &[node(15)]).valid);
+    }
+
+    #[test]
+    fn an_unknown_restock_may_or_may_not_have_happened() {
+        assert!(check(&setup(), &restock(Kind::Info), &[node(10)]).valid);
+        assert!(check(&setup(), &restock(Kind::Info), &[node(15)]).valid);
+        assert!(!check(&setup(), &restock(Kind::Info), &[node(20)]).valid);
+        // A failed restock certainly did not happen.
+        assert!(!check(&setup(), &restock(Kind::Fail), &[node(15)]).valid);
+    }
+
+    #[test]
+    fn nodes_that_disagree_do_not_converge() {
+        let v = check(&setup(), &[], &[node(10), node(11)]);
+        assert!(!v.checks[3].ok);
+    }
+}

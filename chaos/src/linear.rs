@@ -104,25 +104,8 @@ pub fn check_counter(initial: u64, calls: &[Call], budget: u64) -> Outcome {
         if steps > budget {
             return Outcome::Unknown;
         }
-        if entry == NIL {
-            // Only calls that never return are left ahead: backtrack as at a return.
-            let Some((ev, s)) = stack.pop() else {
-                return Outcome::Violation { call: deepest.1 };
-            };
-            let c = events[ev].call;
-            state = s;
-            linearized[c / 64] &= !(1 << (c % 64));
-            if return_of[c] != NIL {
-                relink(&mut next, &mut prev, return_of[c]);
-                remaining += 1;
-            }
-            relink(&mut next, &mut prev, ev);
-            entry = next[ev];
-            continue;
-        }
-        let e = &events[entry];
-        if !e.is_return {
-            let c = e.call;
+        if entry != NIL && !events[entry].is_return {
+            let c = events[entry].call;
             let stepped = match calls[c].op {
                 CounterOp::Add(n) => Some(state + n),
                 CounterOp::Read(v) => (v == state).then_some(state),
@@ -144,25 +127,26 @@ pub fn check_counter(initial: u64, calls: &[Call], budget: u64) -> Outcome {
                 }
             }
             entry = next[entry];
-        } else {
-            // A call returned before it could be linearized: undo the last choice. The
-            // call stuck deepest into the history is the one to show when all fails.
-            if stack.len() >= deepest.0 {
-                deepest = (stack.len(), e.call);
-            }
-            let Some((ev, s)) = stack.pop() else {
-                return Outcome::Violation { call: deepest.1 };
-            };
-            let c = events[ev].call;
-            state = s;
-            linearized[c / 64] &= !(1 << (c % 64));
-            if return_of[c] != NIL {
-                relink(&mut next, &mut prev, return_of[c]);
-                remaining += 1;
-            }
-            relink(&mut next, &mut prev, ev);
-            entry = next[ev];
+            continue;
         }
+        // A call returned before it could be linearized (or only calls that never
+        // return are left ahead): undo the last choice. The call stuck deepest into the
+        // history is the one to show when all fails.
+        if entry != NIL && stack.len() >= deepest.0 {
+            deepest = (stack.len(), events[entry].call);
+        }
+        let Some((ev, s)) = stack.pop() else {
+            return Outcome::Violation { call: deepest.1 };
+        };
+        let c = events[ev].call;
+        state = s;
+        linearized[c / 64] &= !(1 << (c % 64));
+        if return_of[c] != NIL {
+            relink(&mut next, &mut prev, return_of[c]);
+            remaining += 1;
+        }
+        relink(&mut next, &mut prev, ev);
+        entry = next[ev];
     }
     Outcome::Linearizable
 }

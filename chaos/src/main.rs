@@ -48,7 +48,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Nodes in the cluster.
+    /// Nodes in the cluster (3 to 9; every shard is replicated on 3 of them).
     #[arg(long, default_value_t = 3)]
     nodes: u64,
     /// How long shoppers shop and the nemesis strikes.
@@ -140,14 +140,7 @@ fn recheck(dir: &Path) -> anyhow::Result<Verdict> {
         .context("reading final.json")?;
     let ops = history::load(&dir.join("history.jsonl"))?;
     let v = checker::check(&setup, &ops, &finals);
-    for c in &v.checks {
-        println!(
-            "{:<45} {}  {}",
-            c.name,
-            if c.ok { "ok" } else { "VIOLATED" },
-            c.summary
-        );
-    }
+    print_checks(&v);
     Ok(v)
 }
 
@@ -163,8 +156,16 @@ async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
         "--nemesis needs at least one fault kind"
     );
     anyhow::ensure!(
-        args.nodes >= 1 && args.clients >= 1 && args.products >= 1,
-        "nodes, clients and products must be at least 1"
+        (3..=9).contains(&args.nodes),
+        "--nodes must be 3 to 9: a cut needs a majority and a minority"
+    );
+    anyhow::ensure!(
+        args.clients >= 1 && args.products >= 1,
+        "clients and products must be at least 1"
+    );
+    anyhow::ensure!(
+        args.time_limit > args.quiet_for + args.fault_for,
+        "--time-limit must leave room for at least one fault after --quiet-for"
     );
     let run_id = random_hex(3);
     let stamp = std::time::SystemTime::now()
@@ -366,16 +367,21 @@ async fn drive(
         dir.join("report.md"),
         report::markdown(&verdict, &ops, &about),
     )?;
-    for c in &verdict.checks {
+    print_checks(&verdict);
+    Ok(verdict)
+}
+
+/// One line per check, and the first few problems of a violated one.
+fn print_checks(v: &Verdict) {
+    for c in &v.checks {
         println!(
             "  {:<45} {}  {}",
             c.name,
             if c.ok { "ok" } else { "VIOLATED" },
             c.summary
         );
-        for v in c.violations.iter().take(3) {
-            println!("      {}", v["problem"].as_str().unwrap_or(""));
+        for problem in c.violations.iter().take(3) {
+            println!("      {}", problem["problem"].as_str().unwrap_or(""));
         }
     }
-    Ok(verdict)
 }

@@ -101,6 +101,24 @@ impl Nemesis {
         None
     }
 
+    /// Strikes one node until `end`, then undoes it; both recorded.
+    async fn node_fault(
+        &self,
+        node: u64,
+        (strike, undo): (&str, &str),
+        start: fn(&Cluster, u64) -> anyhow::Result<()>,
+        stop: fn(&Cluster, u64) -> anyhow::Result<()>,
+        end: Instant,
+    ) -> anyhow::Result<()> {
+        let name = Some(format!("n{node}"));
+        self.record(Kind::Info, strike, json!({"node": node}), name.clone());
+        self.with_cluster(|c| start(c, node))?;
+        tokio::time::sleep_until(end.into()).await;
+        self.with_cluster(|c| stop(c, node))?;
+        self.record(Kind::Info, undo, json!({"node": node}), name);
+        Ok(())
+    }
+
     /// Runs faults until `until`, then undoes the last one.
     pub async fn run(&self, schedule: &Schedule, until: Instant) -> anyhow::Result<()> {
         let node_ids: Vec<u64> =
@@ -122,38 +140,14 @@ impl Nemesis {
             match fault {
                 Fault::Kill => {
                     let target = self.busiest_leader().await.unwrap_or(victim);
-                    self.record(
-                        Kind::Info,
-                        "kill",
-                        json!({"node": target}),
-                        Some(format!("n{target}")),
-                    );
-                    self.with_cluster(|c| c.kill(target))?;
-                    tokio::time::sleep_until(end.into()).await;
-                    self.with_cluster(|c| c.restart(target))?;
-                    self.record(
-                        Kind::Info,
-                        "start",
-                        json!({"node": target}),
-                        Some(format!("n{target}")),
-                    );
+                    let names = ("kill", "start");
+                    self.node_fault(target, names, Cluster::kill, Cluster::restart, end)
+                        .await?;
                 }
                 Fault::Pause => {
-                    self.record(
-                        Kind::Info,
-                        "pause",
-                        json!({"node": victim}),
-                        Some(format!("n{victim}")),
-                    );
-                    self.with_cluster(|c| c.pause(victim))?;
-                    tokio::time::sleep_until(end.into()).await;
-                    self.with_cluster(|c| c.resume(victim))?;
-                    self.record(
-                        Kind::Info,
-                        "resume",
-                        json!({"node": victim}),
-                        Some(format!("n{victim}")),
-                    );
+                    let names = ("pause", "resume");
+                    self.node_fault(victim, names, Cluster::pause, Cluster::resume, end)
+                        .await?;
                 }
                 Fault::Partition => {
                     partitions += 1;
