@@ -60,7 +60,11 @@ pub fn spawn(node: web::Data<Node>, timeout: Duration) {
 /// Resumes or compensates one interrupted checkout.
 pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static str> {
     let err = |e: ecommesh_actors::EntityError<_>| anyhow::anyhow!("{e}");
-    let order = node.orders.read(id.to_owned()).await.map_err(err)?.state;
+    let read = node.orders.read(id.to_owned()).await.map_err(err)?;
+    // Every change below is made only if the order is still at this version: a saga
+    // that is slow, not dead, may settle it meanwhile, and a paid order must never be
+    // cancelled from under the customer it was acknowledged to.
+    let (order, seen) = (read.state, read.seq);
     if order.status != OrderStatus::PendingPayment {
         return Ok("already settled");
     }
@@ -107,19 +111,27 @@ pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static st
                     Ok(_) => sold_here.push(l.clone()),
                     Err(EntityError::Rejected(ProductRejection::NoReservation { .. }))
                         if surely_held => {}
-                    Err(e) => {
+                    // Only a hold that is gone means refunding; anything else (a shard
+                    // without a leader, a timeout) is tried again next round.
+                    Err(e @ EntityError::Rejected(ProductRejection::NoReservation { .. })) => {
                         tracing::warn!(order = id, product = %l.product_id, error = %e, "stock no longer held; refunding");
                         let partial = OrderState {
                             lines: sold_here,
                             ..order.clone()
                         };
-                        cancel(node, id, "reservation expired before the payment completed")
-                            .await?;
+                        cancel(
+                            node,
+                            id,
+                            seen,
+                            "reservation expired before the payment completed",
+                        )
+                        .await?;
                         crate::http::orders::settle(node, id, &partial)
                             .await
                             .map_err(|e| anyhow::anyhow!("{e}"))?;
                         return Ok("refunded: stock no longer reserved");
                     }
+                    Err(e) => return Err(anyhow::anyhow!("selling the held stock: {e}")),
                 }
             }
             let paid = OrderCommand::MarkPaid {
@@ -132,7 +144,7 @@ pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static st
             Ok("resumed: paid")
         }
         Some(Outcome::Declined { reason }) => {
-            cancel(node, id, &format!("payment_declined: {reason}")).await?;
+            cancel(node, id, seen, &format!("payment_declined: {reason}")).await?;
             crate::http::orders::release(
                 node,
                 id,
@@ -142,7 +154,7 @@ pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static st
             Ok("compensated: declined")
         }
         None => {
-            cancel(node, id, "checkout interrupted before payment").await?;
+            cancel(node, id, seen, "checkout interrupted before payment").await?;
             crate::http::orders::release(
                 node,
                 id,
@@ -154,12 +166,13 @@ pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static st
     }
 }
 
-async fn cancel(node: &Node, id: &str, reason: &str) -> anyhow::Result<()> {
+/// Cancels the order if it is still at version `seen` (still pending, untouched since).
+async fn cancel(node: &Node, id: &str, seen: u64, reason: &str) -> anyhow::Result<()> {
     let cmd = OrderCommand::Cancel {
         reason: reason.to_owned(),
     };
     node.orders
-        .execute(id.to_owned(), cmd, None)
+        .execute(id.to_owned(), cmd, Some(seen))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())

@@ -369,7 +369,7 @@ impl Client {
         let mut paid = None;
         self.op("checkout", value, Some(key), &first, async {
             // Retries of the same key, to any node, until the outcome is known.
-            let mut unknown = None;
+            let (mut unknown, mut not_sent) = (None, None);
             for (attempt, node) in nodes.iter().enumerate() {
                 if attempt > 0 {
                     tokio::time::sleep(Duration::from_millis(300 * (1 << attempt))).await;
@@ -400,13 +400,15 @@ impl Client {
                     // Every attempt meets in the key's one order entity, so a refusal is
                     // the key's outcome even after attempts whose answers were lost.
                     Answer::Refused(s, code, _) => return Done::Fail(format!("{} {code}", s.as_u16())),
-                    Answer::NotSent(e) => {
-                        unknown.get_or_insert(e);
-                    }
+                    Answer::NotSent(e) => not_sent = Some(e),
                     Answer::Unknown(e) => unknown = Some(e),
                 }
             }
-            Done::Info(unknown.unwrap_or_else(|| "no answer".into()))
+            // Only attempts that never reached a node: the checkout did not happen.
+            match (unknown, not_sent) {
+                (Some(e), _) => Done::Info(e),
+                (None, e) => Done::Fail(e.unwrap_or_else(|| "no answer".into())),
+            }
         })
         .await;
         if let Some(order) = paid {
@@ -430,7 +432,7 @@ impl Client {
         let value = json!({"customer": customer, "order": order});
         let first = nodes[0].clone();
         self.op("cancel", value.clone(), None, &first, async {
-            let mut unknown = None;
+            let (mut unknown, mut not_sent) = (None, None);
             for (attempt, node) in nodes.iter().enumerate() {
                 if attempt > 0 {
                     tokio::time::sleep(Duration::from_millis(500 * (1 << attempt))).await;
@@ -442,16 +444,34 @@ impl Client {
                         value["status"] = v["status"].clone();
                         return Done::Ok(value);
                     }
+                    // A retry after an attempt whose answer was lost finds the order
+                    // already cancelled (and refunded) by that attempt: done.
+                    Answer::Refused(_, code, v)
+                        if unknown.is_some()
+                            && code == "illegal_transition"
+                            && matches!(v["status"].as_str(), Some("cancelled" | "refunded")) =>
+                    {
+                        let mut value = value.clone();
+                        value["status"] = v["status"].clone();
+                        return Done::Ok(value);
+                    }
+                    Answer::Refused(s, code, _) if unknown.is_some() => {
+                        return Done::Info(format!(
+                            "{} {code} after an attempt whose answer was lost",
+                            s.as_u16()
+                        ))
+                    }
                     Answer::Refused(s, code, _) => {
                         return Done::Fail(format!("{} {code}", s.as_u16()))
                     }
-                    Answer::NotSent(e) => {
-                        unknown.get_or_insert(e);
-                    }
+                    Answer::NotSent(e) => not_sent = Some(e),
                     Answer::Unknown(e) => unknown = Some(e),
                 }
             }
-            Done::Info(unknown.unwrap_or_else(|| "no answer".into()))
+            match (unknown, not_sent) {
+                (Some(e), _) => Done::Info(e),
+                (None, e) => Done::Fail(e.unwrap_or_else(|| "no answer".into())),
+            }
         })
         .await;
     }

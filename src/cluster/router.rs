@@ -6,7 +6,8 @@
 //!
 //! A forwarded command is retried on another node only when it certainly did not run:
 //! the link was not up, or the other node answered that it does not lead the shard. A
-//! link that broke or timed out leaves the outcome unknown, and the caller is told so.
+//! link that broke or timed out leaves the outcome unknown, and the caller is told so;
+//! a read, having no effect, is simply asked again until `leader_wait` runs out.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +21,14 @@ use super::network::{decode, encode, PeerRequest};
 use super::transport::LinkError;
 use super::{Cluster, EntityHandler};
 
-/// How long a forwarded command may take on the node that runs it.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a forwarded read may wait for its answer before it is asked again (of the
+/// leader known then): a read has no effect, so a leader that stopped answering (paused,
+/// cut off) holds it only until the shard has failed over.
+const READ_FORWARD_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a forwarded write may take beyond `leader_wait`, the longest the leader itself
+/// waits for it to commit.
+const WRITE_FORWARD_SLACK: Duration = Duration::from_secs(2);
 
 #[derive(Serialize, Deserialize)]
 enum Call<C> {
@@ -150,7 +157,11 @@ impl<E: Entity> Entities<E> {
                 });
                 metrics::counter!("ecommesh_cluster_forwarded_total", "kind" => E::KIND)
                     .increment(1);
-                match cluster.transport.call(leader, bytes, FORWARD_TIMEOUT).await {
+                let timeout = match &call {
+                    Call::Read { .. } => READ_FORWARD_TIMEOUT,
+                    Call::Execute { .. } => cluster.settings.leader_wait + WRITE_FORWARD_SLACK,
+                };
+                match cluster.transport.call(leader, bytes, timeout).await {
                     // Nothing: the node is still starting and answers no commands yet.
                     Ok(answer) if answer.is_empty() => {}
                     Ok(answer) => match decode::<Forwarded<E>>(&answer) {
@@ -164,6 +175,8 @@ impl<E: Entity> Entities<E> {
                         }
                     },
                     Err(LinkError::NotConnected(_)) => {}
+                    // A read changed nothing, whatever became of it: ask again.
+                    Err(_) if matches!(call, Call::Read { .. }) => {}
                     Err(e) => {
                         return Err(unavailable(
                             shard,
