@@ -26,16 +26,6 @@ struct TestCluster {
     nodes: Vec<Option<Node>>,
 }
 
-/// Free loopback ports for the peers (the OS picks, we release them just before use).
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
 impl TestCluster {
     fn start(n: usize) -> TestCluster {
         Self::start_with(n, &[])
@@ -50,7 +40,7 @@ impl TestCluster {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             dirs,
             // One spare, for a node that joins later.
-            rpc: free_ports(n + 1),
+            rpc: ecommesh::bench::node::peer_ports(n + 1).unwrap(),
             nodes: (0..n).map(|_| None).collect(),
         };
         // All at once: the groups form when their first node starts.

@@ -36,21 +36,11 @@ struct Cluster {
     http: reqwest::blocking::Client,
 }
 
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let held = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(held
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<_, _>>()?)
-}
-
 impl Cluster {
     fn start(n: usize, rf: usize) -> anyhow::Result<Cluster> {
         let mut c = Cluster {
             dir: tempfile::tempdir()?,
-            rpc: free_ports(n)?,
+            rpc: super::node::peer_ports(n)?,
             rf,
             secret: crate::auth::tokens::random_id() + &crate::auth::tokens::random_id(),
             members: Vec::new(),
