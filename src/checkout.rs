@@ -412,15 +412,22 @@ impl Saga<'_> {
             }
             Err(e) => return Err(e.into()),
         };
-        // Clear the cart only if it is still the version that was bought.
-        let _ = node
-            .carts
-            .execute(
-                self.customer.to_owned(),
-                ecommesh_actors::entities::cart::CartCommand::Clear,
-                Some(cart.seq),
-            )
-            .await;
+        // Clear the cart only if it is still the version that was bought; retried while
+        // the cart's shard has no leader (a clear that did land turns a retry into a
+        // harmless conflict). The order is paid either way.
+        for _ in 0..3 {
+            let clear = node
+                .carts
+                .execute(
+                    self.customer.to_owned(),
+                    ecommesh_actors::entities::cart::CartCommand::Clear,
+                    Some(cart.seq),
+                )
+                .await;
+            if !matches!(clear, Err(EntityError::Storage(_))) {
+                break;
+            }
+        }
         metrics::counter!("ecommesh_checkouts_total", "outcome" => "paid").increment(1);
         Ok(HttpResponse::Created().json(order_view(node, self.id, &paid.state).await?))
     }

@@ -199,7 +199,9 @@ fn acknowledged(ops: &[&(Op, Op)], finals: &[NodeFinal]) -> Found {
             }
             // A checkout empties the cart it bought; one whose outcome is unknown may
             // have, and an add still in flight (unknown) may have kept it from clearing.
-            ("checkout", Kind::Ok) if !*uncertain => {
+            // A 201 that took more than one attempt may be the replay of a saga that
+            // died between payment and clearing: the cart may still be full.
+            ("checkout", Kind::Ok) if !*uncertain && done.value["attempts"].as_u64() == Some(1) => {
                 lines.clear();
                 recent.clear();
             }
