@@ -27,6 +27,9 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 # How long a live change may take to show (the promise).
 LIVE = 2.0
+# How long a page may take to load or react to a click (not a promise under test: a
+# cold Chromium on a loaded CI machine is slow, and a short wait made these flaky).
+PAGE = 15.0
 
 
 class Shop:
@@ -96,7 +99,7 @@ def signed_in(d, base, session):
     d.get(base + "/")
     d.execute_script("localStorage.setItem('ecommesh.session', arguments[0])", json.dumps(session))
     d.refresh()
-    wait(d, 5, lambda d: d.find_elements(By.ID, "signed-in-as"), "the page shows the session")
+    wait(d, PAGE, lambda d: d.find_elements(By.ID, "signed-in-as"), "the page shows the session")
 
 
 def admin_browser(ctx):
@@ -104,6 +107,7 @@ def admin_browser(ctx):
     d = browser()
     ctx.drivers.append(d)
     d.get(ctx.base + "/admin")
+    wait(d, PAGE, lambda d: d.find_elements(By.ID, "email"), "the admin sign-in form shows")
     d.find_element(By.ID, "email").send_keys(ctx.admin_email)
     d.find_element(By.ID, "password").send_keys(ctx.admin_password)
     d.find_element(By.ID, "signin-submit").click()
@@ -111,7 +115,7 @@ def admin_browser(ctx):
 
 
 def live(d):
-    wait(d, 5, lambda d: text_of(d, "#live-status") == "Live", "the page is connected live")
+    wait(d, PAGE, lambda d: text_of(d, "#live-status") == "Live", "the page is connected live")
 
 
 def js_errors(d):
@@ -146,16 +150,16 @@ def sold_out_reaches_the_other_shopper(ctx):
     for d in (a, b):
         d.get(f"{base}/#/product/{pid}")
         live(d)
-        wait(d, 5, lambda d: text_of(d, ".stock-badge") == "2 left", "the badge shows 2 left")
+        wait(d, PAGE, lambda d: text_of(d, ".stock-badge") == "2 left", "the badge shows 2 left")
     qty = a.find_element(By.ID, "qty")
     qty.clear()
     qty.send_keys("2")
     a.find_element(By.ID, "add-to-cart").click()
-    wait(a, 5, lambda d: d.find_element(By.ID, "cart-count").text == "2", "alice's cart holds 2")
+    wait(a, PAGE, lambda d: d.find_element(By.ID, "cart-count").text == "2", "alice's cart holds 2")
     a.get(f"{base}/#/checkout")
     fill_checkout(a, "tok_visa")
     bought = time.monotonic()
-    wait(a, 10, lambda d: "/orders/" in d.current_url, "alice's order is placed")
+    wait(a, PAGE, lambda d: "/orders/" in d.current_url, "alice's order is placed")
     wait(b, LIVE, lambda d: text_of(d, ".stock-badge") == "Sold out", "bob's badge says Sold out")
     took = time.monotonic() - bought
     assert not b.find_element(By.ID, "add-to-cart").is_enabled(), "bob's add-to-cart is disabled"
@@ -178,7 +182,7 @@ def cart_syncs_across_tabs(ctx):
     d.get(f"{base}/#/")
     live(d)
     d.find_element(By.ID, "cart-button").click()
-    wait(d, 5, lambda d: d.find_elements(By.ID, "cart-empty"), "the drawer shows an empty cart")
+    wait(d, PAGE, lambda d: d.find_elements(By.ID, "cart-empty"), "the drawer shows an empty cart")
     second = d.current_window_handle
     d.switch_to.window(first)
     qty = d.find_element(By.ID, "qty")
@@ -204,7 +208,7 @@ def dashboard_sees_the_sale(ctx):
     shop, base = ctx.shop, ctx.base
     pid = shop.product(ctx.admin, "dash-sale", 50, cents=4250, name="Dashboard Drone")
     d = admin_browser(ctx)
-    wait(d, 5, lambda d: d.find_elements(By.ID, "kpi-revenue"), "the dashboard opens")
+    wait(d, PAGE, lambda d: d.find_elements(By.ID, "kpi-revenue"), "the dashboard opens")
     live(d)
     before = cents(text_of(d, "#kpi-revenue"))
     buyer = shop.register("dash@e2e.test")["access_token"]
@@ -227,47 +231,48 @@ def full_flow(ctx):
     d = browser()
     ctx.drivers.append(d)
     d.get(base + "/#/signup")
+    wait(d, PAGE, lambda d: d.find_elements(By.ID, "signup-submit"), "the sign-up form shows")
     d.find_element(By.ID, "name").send_keys("Flo Shopper")
     d.find_element(By.ID, "email").send_keys("flo@e2e.test")
     d.find_element(By.ID, "password").send_keys("password-123")
     d.find_element(By.ID, "signup-submit").click()
-    wait(d, 5, lambda d: d.find_elements(By.ID, "signed-in-as"), "signed in after sign-up")
+    wait(d, PAGE, lambda d: d.find_elements(By.ID, "signed-in-as"), "signed in after sign-up")
     live(d)
     # Search, then narrow down with the category facet.
     q = d.find_element(By.ID, "q")
     q.send_keys("zebra flow")
     q.submit()
-    wait(d, 5, lambda d: text_of(d, "#result-count") == "2 products", "the search finds both zebra products")
+    wait(d, PAGE, lambda d: text_of(d, "#result-count") == "2 products", "the search finds both zebra products")
     Select(d.find_element(By.ID, "f-category")).select_by_value("e2e")
-    wait(d, 5, lambda d: "category=e2e" in d.current_url, "the category filter applies")
+    wait(d, PAGE, lambda d: "category=e2e" in d.current_url, "the category filter applies")
     Select(d.find_element(By.ID, "f-sort")).select_by_value("price_desc")
-    wait(d, 5, lambda d: d.find_elements(By.CSS_SELECTOR, ".product-card h3")[0].text == "Zebra Flow Kettle"
+    wait(d, PAGE, lambda d: d.find_elements(By.CSS_SELECTOR, ".product-card h3")[0].text == "Zebra Flow Kettle"
          and "sort=price_desc" in d.current_url, "the dearest comes first")
     d.find_element(By.LINK_TEXT, "Zebra Flow Kettle").click()
-    wait(d, 5, lambda d: text_of(d, "#product-name") == "Zebra Flow Kettle", "the product page opens")
-    wait(d, 5, lambda d: d.find_element(By.ID, "add-to-cart").is_enabled(), "it can be added")
+    wait(d, PAGE, lambda d: text_of(d, "#product-name") == "Zebra Flow Kettle", "the product page opens")
+    wait(d, PAGE, lambda d: d.find_element(By.ID, "add-to-cart").is_enabled(), "it can be added")
     d.find_element(By.ID, "add-to-cart").click()
-    wait(d, 5, lambda d: d.find_element(By.ID, "cart-count").text == "1", "the cart holds it")
+    wait(d, PAGE, lambda d: d.find_element(By.ID, "cart-count").text == "1", "the cart holds it")
     d.find_element(By.ID, "cart-button").click()
-    wait(d, 5, lambda d: "$39.99" in text_of(d, "#cart-total"), "the drawer shows the total")
+    wait(d, PAGE, lambda d: "$39.99" in text_of(d, "#cart-total"), "the drawer shows the total")
     d.find_element(By.ID, "go-checkout").click()
-    wait(d, 5, lambda d: d.find_elements(By.ID, "checkout-form"), "the checkout form opens")
+    wait(d, PAGE, lambda d: d.find_elements(By.ID, "checkout-form"), "the checkout form opens")
     fill_checkout(d, "tok_visa")
-    wait(d, 10, lambda d: "/orders/" in d.current_url, "the order page opens")
-    wait(d, 5, lambda d: text_of(d, ".order-status").lower() == "paid", "the order shows as paid")
+    wait(d, PAGE, lambda d: "/orders/" in d.current_url, "the order page opens")
+    wait(d, PAGE, lambda d: text_of(d, ".order-status").lower() == "paid", "the order shows as paid")
     assert "Zebra Flow Kettle" in text_of(d, "#order-detail"), "the order lists the kettle by name"
     # A declined card: a clear message, and no order.
     d.get(base + "/#/")
     d.find_element(By.ID, "q").send_keys("zebra mug")
     d.find_element(By.ID, "q").submit()
-    wait(d, 5, lambda d: d.find_elements(By.LINK_TEXT, "Zebra Flow Mug"), "the mug is found")
+    wait(d, PAGE, lambda d: d.find_elements(By.LINK_TEXT, "Zebra Flow Mug"), "the mug is found")
     d.find_element(By.LINK_TEXT, "Zebra Flow Mug").click()
-    wait(d, 5, lambda d: d.find_element(By.ID, "add-to-cart").is_enabled(), "the mug can be added")
+    wait(d, PAGE, lambda d: d.find_element(By.ID, "add-to-cart").is_enabled(), "the mug can be added")
     d.find_element(By.ID, "add-to-cart").click()
-    wait(d, 5, lambda d: d.find_element(By.ID, "cart-count").text == "1", "the cart holds the mug")
+    wait(d, PAGE, lambda d: d.find_element(By.ID, "cart-count").text == "1", "the cart holds the mug")
     d.get(base + "/#/checkout")
     fill_checkout(d, "tok_chargeDeclined")
-    msg = wait(d, 10, lambda d: d.find_element(By.ID, "checkout-error").text, "an error is shown")
+    msg = wait(d, PAGE, lambda d: d.find_element(By.ID, "checkout-error").text, "an error is shown")
     assert "declined" in msg.lower(), f"the message says the card was declined: {msg!r}"
     assert "/checkout" in d.current_url, "still on the checkout page"
     ctx.note(f"declined message: {msg!r}")
@@ -283,23 +288,24 @@ def admin_manages_catalog_and_orders(ctx):
     shop.call("POST", "/cart/items", {"product_id": pid, "quantity": 1}, buyer)
     order = shop.checkout(buyer)["id"]
     d = admin_browser(ctx)
-    wait(d, 5, lambda d: d.find_elements(By.ID, "tab-products"), "the dashboard opens")
+    wait(d, PAGE, lambda d: d.find_elements(By.ID, "tab-products"), "the dashboard opens")
     d.find_element(By.ID, "tab-products").click()
+    wait(d, PAGE, lambda d: d.find_element(By.ID, "product-search").is_displayed(), "the products tab opens")
     d.find_element(By.ID, "product-search").send_keys("Admin Test Lamp\n")
     rows = "#products tr[data-product]"
-    wait(d, 5, lambda d: len(d.find_elements(By.CSS_SELECTOR, rows)) == 1, "the search finds the lamp")
+    wait(d, PAGE, lambda d: len(d.find_elements(By.CSS_SELECTOR, rows)) == 1, "the search finds the lamp")
     qty = d.find_element(By.CSS_SELECTOR, rows + " .restock-form input")
     qty.clear()
     qty.send_keys("7")
     d.find_element(By.CSS_SELECTOR, rows + " .restock-form button").click()
-    wait(d, 5, lambda d: text_of(d, rows + " .available") == "9", "2 left + 7 restocked = 9 available")
+    wait(d, PAGE, lambda d: text_of(d, rows + " .available") == "9", "2 left + 7 restocked = 9 available")
     assert text_of(d, rows + " .sold") == "1", "one sold"
     d.find_element(By.XPATH, "//tr[@data-product]//button[text()='Edit']").click()
     price = d.find_element(By.ID, "p-price")
     price.clear()
     price.send_keys("12.34")
     d.find_element(By.CSS_SELECTOR, "#edit-product button[type=submit]").click()
-    wait(d, 5, lambda d: "$12.34" in text_of(d, "#products"), "the new price shows")
+    wait(d, PAGE, lambda d: "$12.34" in text_of(d, "#products"), "the new price shows")
     d.find_element(By.ID, "new-product").click()
     for field, value in [("p-sku", "adm-new"), ("p-name", "Brand New Lamp"), ("p-category", "lamps"),
                          ("p-brand", "Acme"), ("p-price", "5.5"), ("p-stock", "4")]:
@@ -307,16 +313,16 @@ def admin_manages_catalog_and_orders(ctx):
         e.clear()
         e.send_keys(value)
     d.find_element(By.CSS_SELECTOR, "#create-product button[type=submit]").click()
-    wait(d, 5, lambda d: "Brand New Lamp created." in text_of(d, "#messages"), "the product is created")
+    wait(d, PAGE, lambda d: "Brand New Lamp created." in text_of(d, "#messages"), "the product is created")
     d.find_element(By.ID, "tab-orders").click()
     row = f"tr[data-order='{order}']"
-    wait(d, 5, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the order is listed")
+    wait(d, PAGE, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the order is listed")
     d.find_element(By.CSS_SELECTOR, row + " input[name=carrier]").send_keys("UPS")
     d.find_element(By.CSS_SELECTOR, row + " input[name=tracking]").send_keys("1Z999")
     d.find_element(By.XPATH, f"//tr[@data-order='{order}']//button[text()='Ship']").click()
-    wait(d, 5, lambda d: text_of(d, row + " .status").lower() == "shipped", "the order is shipped")
+    wait(d, PAGE, lambda d: text_of(d, row + " .status").lower() == "shipped", "the order is shipped")
     d.find_element(By.XPATH, f"//tr[@data-order='{order}']//button[text()='Mark delivered']").click()
-    wait(d, 5, lambda d: text_of(d, row + " .status").lower() == "delivered", "the order is delivered")
+    wait(d, PAGE, lambda d: text_of(d, row + " .status").lower() == "delivered", "the order is delivered")
     created = shop.call("GET", "/products?q=brand+new+lamp", None, ctx.admin)
     assert created["items"] and created["items"][0]["price"]["amount"] == 550, created
     return d
