@@ -433,7 +433,9 @@ impl Saga<'_> {
     }
 
     /// Sells this order's hold on `product`; retried while the product's shard has no
-    /// leader (selling twice is recognised and does nothing).
+    /// leader, and after a conflict (the product's state here was stale: an earlier
+    /// attempt whose answer was lost may have sold it). Selling twice is recognised and
+    /// does nothing, so a retry is always safe.
     async fn sell(&self, product: &str) -> Result<(), EntityError<ProductRejection>> {
         let mut attempt = 0;
         loop {
@@ -448,7 +450,16 @@ impl Saga<'_> {
                 .await
             {
                 Ok(_) => return Ok(()),
-                Err(EntityError::Storage(_)) if attempt < 3 => {}
+                Err(EntityError::Storage(_) | EntityError::Conflict { .. }) if attempt < 3 => {}
+                // Still unsure whether it sold: the caller leaves the order pending.
+                Err(EntityError::Conflict { entity, .. }) => {
+                    return Err(EntityError::Storage(
+                        ecommesh_persistence::StoreError::Unavailable {
+                            shard: self.node.products.shard_of(product),
+                            reason: format!("{entity} kept changing under the sale"),
+                        },
+                    ))
+                }
                 Err(e) => return Err(e),
             }
         }
