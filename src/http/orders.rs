@@ -385,6 +385,25 @@ pub async fn get(
 /// idempotent (products remember recent reversals, a payment refunds at most its charge,
 /// an order is refunded once), so a retry after a crash finishes the job.
 pub async fn settle(node: &Node, id: &str, order: &OrderState) -> Result<(), ApiError> {
+    // A step that met a stale state (an earlier attempt whose answer was lost may have
+    // made it) or a shard between leaders is tried again: every step is idempotent, and
+    // a cancel must not stop halfway with its stock still sold.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match settle_once(node, id, order).await {
+            Err(e)
+                if attempt < 3
+                    && (e.code == "conflict" || e.status == StatusCode::SERVICE_UNAVAILABLE) =>
+            {
+                actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn settle_once(node: &Node, id: &str, order: &OrderState) -> Result<(), ApiError> {
     let restock: Vec<(String, u32)> = match &order.returned_lines {
         Some(lines) => lines.clone(),
         None => order
