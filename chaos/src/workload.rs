@@ -189,6 +189,15 @@ enum Done {
     Info(String),
 }
 
+/// The end of a retried operation whose attempts all went unanswered: unknown if any
+/// attempt may have reached a node, failed if none did.
+fn exhausted(unknown: Option<String>, not_sent: Option<String>) -> Done {
+    match (unknown, not_sent) {
+        (Some(e), _) => Done::Info(e),
+        (None, e) => Done::Fail(e.unwrap_or_else(|| "no answer".into())),
+    }
+}
+
 impl Client {
     fn customer(&self) -> &Customer {
         &self.ctx.setup.customers[self.index]
@@ -404,11 +413,7 @@ impl Client {
                     Answer::Unknown(e) => unknown = Some(e),
                 }
             }
-            // Only attempts that never reached a node: the checkout did not happen.
-            match (unknown, not_sent) {
-                (Some(e), _) => Done::Info(e),
-                (None, e) => Done::Fail(e.unwrap_or_else(|| "no answer".into())),
-            }
+            exhausted(unknown, not_sent)
         })
         .await;
         if let Some(order) = paid {
@@ -468,10 +473,7 @@ impl Client {
                     Answer::Unknown(e) => unknown = Some(e),
                 }
             }
-            match (unknown, not_sent) {
-                (Some(e), _) => Done::Info(e),
-                (None, e) => Done::Fail(e.unwrap_or_else(|| "no answer".into())),
-            }
+            exhausted(unknown, not_sent)
         })
         .await;
     }
