@@ -17,6 +17,7 @@
 //! their own (`reservation_ttl_secs`), so no stock is held forever, and no order is marked
 //! paid without a recorded charge.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -161,7 +162,7 @@ pub async fn checkout(
 async fn replay(
     node: &Node,
     id: &str,
-    order: OrderState,
+    order: Arc<OrderState>,
     request_hash: &str,
 ) -> Result<HttpResponse, ApiError> {
     if order.checkout.as_ref().map(|c| c.request_hash.as_str()) != Some(request_hash) {
@@ -188,8 +189,8 @@ async fn replay(
 async fn wait_settled(
     node: &Node,
     id: &str,
-    mut order: OrderState,
-) -> Result<OrderState, ApiError> {
+    mut order: Arc<OrderState>,
+) -> Result<Arc<OrderState>, ApiError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while order.status == OrderStatus::PendingPayment && Instant::now() < deadline {
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
@@ -352,8 +353,8 @@ impl Saga<'_> {
             .execute(self.id.to_owned(), record, None)
             .await?
             .state;
-        let charge_id = match payment.outcome {
-            Some(Outcome::Charged { charge_id }) => charge_id,
+        let charge_id = match &payment.outcome {
+            Some(Outcome::Charged { charge_id }) => charge_id.clone(),
             Some(Outcome::Declined { reason }) => {
                 let order = self
                     .abandon(&reserved, &format!("payment_declined: {reason}"))
@@ -541,7 +542,7 @@ impl Saga<'_> {
     }
 
     /// Releases the stock and cancels the order with `reason`; returns the order.
-    async fn abandon(&self, reserved: &[Reserved], reason: &str) -> OrderState {
+    async fn abandon(&self, reserved: &[Reserved], reason: &str) -> Arc<OrderState> {
         self.release(reserved).await;
         metrics::counter!("ecommesh_checkouts_total", "outcome" => "cancelled").increment(1);
         let cancel = OrderCommand::Cancel {

@@ -220,11 +220,7 @@ impl Node {
                 return Ok(known);
             }
         }
-        let read = self.products.read(id.to_owned()).await?;
-        let reply = ecommesh_actors::Reply {
-            seq: read.seq,
-            state: Arc::new(read.state),
-        };
+        let reply = self.products.read(id.to_owned()).await?;
         // Only products that exist: reads of made-up ids must not fill memory.
         if leads && reply.state.details.is_some() {
             self.current_products

@@ -56,17 +56,13 @@ impl<M: ReadModel> Projection<M> {
         let mut batch = Vec::new();
         for (shard, offset) in offsets.iter_mut().enumerate() {
             loop {
-                let events = store.read_shard(shard as u32, *offset + 1, READ_BATCH)?;
-                let Some(last) = events.last() else { break };
-                *offset = last.offset;
-                let full = events.len() == READ_BATCH;
-                batch.extend(
-                    events
-                        .into_iter()
-                        .filter(|e| e.event.entity_id.starts_with(&prefix))
-                        .map(|e| e.event),
-                );
-                if !full {
+                let page = store.read_shard_of(shard as u32, *offset + 1, READ_BATCH, &prefix)?;
+                if page.looked_at == 0 {
+                    break;
+                }
+                *offset = page.last_offset;
+                batch.extend(page.events.into_iter().map(|e| e.event));
+                if page.looked_at < READ_BATCH {
                     break;
                 }
             }

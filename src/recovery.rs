@@ -90,7 +90,7 @@ pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static st
                 .state;
         }
     }
-    match payment.outcome {
+    match &payment.outcome {
         Some(Outcome::Charged { charge_id }) => {
             // A reservation that is gone was either sold by the saga before it died, or
             // expired. While the hold cannot have expired yet, gone means sold. After
@@ -117,7 +117,7 @@ pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static st
                         tracing::warn!(order = id, product = %l.product_id, error = %e, "stock no longer held; refunding");
                         let partial = OrderState {
                             lines: sold_here,
-                            ..order.clone()
+                            ..(*order).clone()
                         };
                         cancel(
                             node,
@@ -135,7 +135,7 @@ pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static st
                 }
             }
             let paid = OrderCommand::MarkPaid {
-                payment_ref: charge_id,
+                payment_ref: charge_id.clone(),
             };
             node.orders
                 .execute(id.to_owned(), paid, None)

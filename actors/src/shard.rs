@@ -42,7 +42,8 @@ pub struct Reply<S> {
 }
 
 /// The outcome of a command or read.
-pub type Outcome<E> = Result<Reply<<E as Entity>::State>, EntityError<<E as Entity>::Rejection>>;
+pub type Outcome<E> =
+    Result<Reply<Arc<<E as Entity>::State>>, EntityError<<E as Entity>::Rejection>>;
 
 /// Where a shard sends an outcome. A reply that must wait for durability is handed to
 /// the journal, which sends it straight to the caller once durable: one thread hop
@@ -110,11 +111,13 @@ struct Write<E: Entity> {
     /// For the observer, if there is one.
     committed: Option<Committed<E>>,
     /// A snapshot to save once durable, when one is due.
-    snapshot: Option<E::State>,
+    snapshot: Option<Arc<E::State>>,
 }
 
-type Pending<E> =
-    Result<(Reply<<E as Entity>::State>, Durable<E>), EntityError<<E as Entity>::Rejection>>;
+type Pending<E> = Result<
+    (Reply<Arc<<E as Entity>::State>>, Durable<E>),
+    EntityError<<E as Entity>::Rejection>,
+>;
 
 /// Asks how many entities the shard hosts right now.
 pub struct LiveCount;
@@ -152,7 +155,9 @@ pub struct ShardSettings {
 }
 
 struct Slot<S> {
-    state: S,
+    /// Shared with replies, observers and snapshots, so none of them copies it; a command
+    /// copies it only while one of them still holds the previous version.
+    state: Arc<S>,
     seq: u64,
     /// The journal ticket of the last append.
     ticket: Ticket,
@@ -234,7 +239,7 @@ impl<E: Entity> Shard<E> {
                     .record(started.elapsed().as_secs_f64());
                 metrics::gauge!("ecommesh_entities_live", "kind" => E::KIND).increment(1.0);
                 let slot = Slot {
-                    state: r.state,
+                    state: Arc::new(r.state),
                     seq: r.seq,
                     ticket,
                     last_used_ms: self.elapsed_ms(now),
@@ -299,8 +304,11 @@ impl<E: Entity> Shard<E> {
         }
         let decided = guard(|| -> Result<Vec<E::Event>, E::Rejection> {
             let events = E::handle(&slot.state, &msg.command, wall_ms)?;
-            for event in &events {
-                E::apply(&mut slot.state, event);
+            if !events.is_empty() {
+                let state = Arc::make_mut(&mut slot.state);
+                for event in &events {
+                    E::apply(state, event);
+                }
             }
             Ok(events)
         });
@@ -353,7 +361,7 @@ impl<E: Entity> Shard<E> {
             prev_seq,
             seq,
             events,
-            state: Arc::new(slot.state.clone()),
+            state: slot.state.clone(),
             at_ms: wall_ms,
         });
         Ok((

@@ -98,24 +98,24 @@ async fn a_panicking_command_fails_alone_and_the_entity_recovers() {
         "{crash:?}"
     );
     for (i, r) in others.into_iter().enumerate() {
-        assert_eq!(r.unwrap().state, 2, "other-{i} noticed the crash");
+        assert_eq!(*r.unwrap().state, 2, "other-{i} noticed the crash");
     }
     assert!((0..16).any(|i| counters.shard_of(&format!("other-{i}")) == victim_shard));
 
     // The victim restarts from its journal with its state, and keeps working.
-    assert_eq!(counters.read("victim").await.unwrap().state, 5);
+    assert_eq!(*counters.read("victim").await.unwrap().state, 5);
     let r = counters
         .execute("victim", CounterCmd::Add(1), None)
         .await
         .unwrap();
-    assert_eq!((r.seq, r.state), (2, 6));
+    assert_eq!((r.seq, *r.state), (2, 6));
     rt.shutdown().unwrap();
 }
 
 async fn futures_join(
     counters: &ecommesh_actors::Registry<Counter>,
     n: usize,
-) -> Vec<Result<ecommesh_actors::Reply<u64>, EntityError<Never>>> {
+) -> Vec<Result<ecommesh_actors::Reply<std::sync::Arc<u64>>, EntityError<Never>>> {
     let mut handles = Vec::new();
     for i in 0..n {
         let c = counters.clone();
@@ -171,7 +171,7 @@ async fn an_entity_that_keeps_crashing_is_quarantined() {
             .await
             .unwrap()
             .state,
-        2
+        2.into()
     );
     rt.shutdown().unwrap();
 }
@@ -233,7 +233,7 @@ async fn stale_expected_sequence_numbers_are_rejected() {
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(
-        counters.read("c").await.unwrap().state,
+        *counters.read("c").await.unwrap().state,
         2,
         "the stale command wrote nothing"
     );
@@ -307,7 +307,7 @@ async fn acknowledged_writes_survive_a_restart_of_the_runtime() {
     for k in 0..20 {
         let r = counters.read(format!("n{k}")).await.unwrap();
         assert_eq!(r.seq, 10);
-        total += r.state;
+        total += *r.state;
     }
     assert_eq!(total, (0..200).sum::<u64>());
     rt.shutdown().unwrap();
@@ -333,7 +333,7 @@ async fn a_panic_inside_the_storage_engine_fails_one_command_only() {
             .await
             .unwrap()
             .state,
-        2
+        2.into()
     );
     faults.panic_on_append_to(None);
     let r = counters
@@ -341,7 +341,7 @@ async fn a_panic_inside_the_storage_engine_fails_one_command_only() {
         .await
         .unwrap();
     assert_eq!(
-        (r.seq, r.state),
+        (r.seq, *r.state),
         (2, 2),
         "nothing of the failed command was kept"
     );
@@ -397,7 +397,7 @@ async fn live_entities_stay_under_the_limit_and_come_back_when_needed() {
     }
     // The first entities were passivated long ago; they come back with their state.
     for i in [0u64, 1, 7, 150, 299] {
-        assert_eq!(counters.read(format!("n{i}")).await.unwrap().state, i);
+        assert_eq!(*counters.read(format!("n{i}")).await.unwrap().state, i);
     }
     rt.shutdown().unwrap();
 }

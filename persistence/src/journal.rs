@@ -14,6 +14,18 @@ pub struct ShardEvent {
     pub event: EventEnvelope,
 }
 
+/// A page of a shard's log read for one kind of entity ([`EventStore::read_shard_of`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardPage {
+    /// The events of the entities asked for, in log order.
+    pub events: Vec<ShardEvent>,
+    /// The last offset looked at, whether its event was kept or not (0 when none was):
+    /// the next page starts after it.
+    pub last_offset: u64,
+    /// How many offsets were looked at; fewer than the limit means the log's end.
+    pub looked_at: usize,
+}
+
 /// An append-only event journal partitioned into a fixed number of shards.
 ///
 /// Writes become visible at once but durable only after [`EventStore::flush`]; use
@@ -63,6 +75,28 @@ pub trait EventStore: Send + Sync + 'static {
         from_offset: u64,
         limit: usize,
     ) -> Result<Vec<ShardEvent>, StoreError>;
+
+    /// Like [`EventStore::read_shard`], but keeps only the events of entities whose id
+    /// starts with `entity_prefix`. Looks at about `limit` offsets (whole appends). A
+    /// projection of one kind reads every shard's log, which it shares with the other
+    /// kinds; a store can skip their events without decoding them.
+    fn read_shard_of(
+        &self,
+        shard: ShardId,
+        from_offset: u64,
+        limit: usize,
+        entity_prefix: &str,
+    ) -> Result<ShardPage, StoreError> {
+        let events = self.read_shard(shard, from_offset, limit)?;
+        Ok(ShardPage {
+            last_offset: events.last().map_or(0, |e| e.offset),
+            looked_at: events.len(),
+            events: events
+                .into_iter()
+                .filter(|e| e.event.entity_id.starts_with(entity_prefix))
+                .collect(),
+        })
+    }
 
     /// Records that `consumer` has processed the shard's log up to and including `offset`.
     fn save_offset(&self, consumer: &str, shard: ShardId, offset: u64) -> Result<(), StoreError>;

@@ -29,7 +29,7 @@ pub use codec::{Codec, DefaultCodec};
 pub use envelope::{EventEnvelope, NewEvent, Snapshot};
 pub use error::{CodecError, StoreError};
 pub use group_commit::{FlushTicket, GroupCommit};
-pub use journal::{EventStore, ShardEvent, ShardId};
+pub use journal::{EventStore, ShardEvent, ShardId, ShardPage};
 pub use memory::MemoryStore;
 pub use replica::{Append, AppendOutcome, ConsensusLog, ReplicatedStore};
 pub use sled_store::{SledStore, StoreOptions};

@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::journal::{EventStore, ShardId};
 use crate::replica::{Append, AppendOutcome, ConsensusLog, ReplicatedStore};
 use crate::sled_store::{
-    encode_append, entity_prefix, last_seq_in, log_key, repair_tail, storage, SledStore,
+    encode_append, entity_prefix, log_key, repair_tail, storage, SledStore,
 };
 
 const MARKER: &[u8] = b"a";
@@ -28,11 +28,12 @@ impl ReplicatedStore for SledStore {
         marker: &[u8],
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         let s = self.shard(shard)?;
-        let mut next_offset = s.next_offset.lock();
-        let mut offset = *next_offset;
+        let mut head = s.head.lock();
+        let mut offset = head.next_offset;
         let mut batch = sled::Batch::default();
-        // Entities this entry already appended to: their journal is ahead of the tree.
-        let mut seqs: HashMap<&str, u64> = HashMap::new();
+        // Entities this entry already appended to (by event-key prefix): their journal is
+        // ahead of the tree.
+        let mut seqs: HashMap<Vec<u8>, u64> = HashMap::new();
         let mut outcomes = Vec::with_capacity(appends.len());
         for a in appends {
             if a.events.is_empty() {
@@ -48,9 +49,9 @@ impl ReplicatedStore for SledStore {
                     continue;
                 }
             };
-            let actual = match seqs.get(a.entity.as_str()) {
+            let actual = match seqs.get(&prefix) {
                 Some(&seq) => seq,
-                None => last_seq_in(&s.tree, &prefix)?,
+                None => head.last_seq(&s.tree, &prefix)?,
             };
             if actual != a.expected_seq {
                 outcomes.push(Err(StoreError::Conflict {
@@ -72,12 +73,20 @@ impl ReplicatedStore for SledStore {
             batch.insert(&log_key(last_offset)[..], key.as_slice());
             batch.insert(key, record);
             offset = last_offset + 1;
-            seqs.insert(&a.entity, seq);
+            seqs.insert(prefix, seq);
             outcomes.push(Ok(seq));
         }
         batch.insert(MARKER, marker);
-        s.tree.apply_batch(batch).map_err(storage)?;
-        *next_offset = offset;
+        if let Err(e) = s.tree.apply_batch(batch) {
+            for prefix in seqs.keys() {
+                head.forget(Some(prefix));
+            }
+            return Err(storage(e));
+        }
+        head.next_offset = offset;
+        for (prefix, seq) in &seqs {
+            head.wrote(prefix, *seq);
+        }
         Ok(outcomes)
     }
 
@@ -89,7 +98,7 @@ impl ReplicatedStore for SledStore {
     fn export_shard(&self, shard: ShardId) -> Result<Vec<u8>, StoreError> {
         let s = self.shard(shard)?;
         // Appends hold this lock: the export is one consistent point of the shard.
-        let _appends = s.next_offset.lock();
+        let _appends = s.head.lock();
         let mut out = Vec::new();
         for kv in s.tree.iter() {
             let (k, v) = kv.map_err(storage)?;
@@ -103,7 +112,7 @@ impl ReplicatedStore for SledStore {
 
     fn import_shard(&self, shard: ShardId, data: &[u8]) -> Result<(), StoreError> {
         let s = self.shard(shard)?;
-        let mut next_offset = s.next_offset.lock();
+        let mut head = s.head.lock();
         let mut batch = sled::Batch::default();
         for kv in s.tree.iter() {
             batch.remove(kv.map_err(storage)?.0);
@@ -114,8 +123,10 @@ impl ReplicatedStore for SledStore {
             let v = take_part(&mut rest)?;
             batch.insert(k, v);
         }
+        // Every entity's journal may have changed, whether or not the batch landed.
+        head.forget(None);
         s.tree.apply_batch(batch).map_err(storage)?;
-        *next_offset = repair_tail(&s.tree, shard)? + 1;
+        head.next_offset = repair_tail(&s.tree, shard)? + 1;
         Ok(())
     }
 }
@@ -274,8 +285,10 @@ mod tests {
         let b = SledStore::open(&StoreOptions::new(dir.path().join("b"), 2)).unwrap();
         a.apply_entry(0, &[append("c/1", 0, 3), append("c/9", 0, 1)], b"m7")
             .unwrap();
-        b.apply_entry(0, &[append("c/old", 0, 5)], b"m1").unwrap();
+        b.apply_entry(0, &[append("c/old", 0, 5), append("c/1", 0, 7)], b"m1")
+            .unwrap();
         b.import_shard(0, &a.export_shard(0).unwrap()).unwrap();
+
         assert_eq!(b.entities(0).unwrap(), vec!["c/1", "c/9"]);
         assert_eq!(
             b.read_shard(0, 1, 100).unwrap(),
@@ -285,6 +298,17 @@ mod tests {
         // Appends continue at the next offset.
         b.apply_entry(0, &[append("c/1", 3, 1)], b"m8").unwrap();
         assert_eq!(b.read_shard(0, 5, 10).unwrap()[0].offset, 5);
+        // What b remembered of its own journals went with them.
+        assert_eq!(b.last_seq(0, "c/old").unwrap(), 0);
+        let stale = b.apply_entry(0, &[append("c/1", 7, 1)], b"m9").unwrap();
+        assert!(matches!(
+            stale[0],
+            Err(StoreError::Conflict {
+                expected: 7,
+                actual: 4,
+                ..
+            })
+        ));
     }
 
     #[test]

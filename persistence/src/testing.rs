@@ -126,6 +126,22 @@ fn shard_log_is_ordered_and_resumable(s: Arc<dyn EventStore>) {
     );
     assert!(s.read_shard(3, 5, 10).unwrap().is_empty());
     assert!(s.read_shard(0, 1, 10).unwrap().is_empty());
+
+    // One kind's events, paged: the others' offsets are looked at and skipped.
+    let b = s.read_shard_of(3, 1, 100, "b").unwrap();
+    assert_eq!(
+        (
+            b.events.iter().map(|e| e.offset).collect::<Vec<_>>(),
+            b.last_offset,
+            b.looked_at
+        ),
+        (vec![2, 3], 4, 4)
+    );
+    let tail = s.read_shard_of(3, 4, 100, "a").unwrap();
+    assert_eq!(tail.events.len(), 1);
+    assert_eq!((tail.events[0].offset, tail.last_offset), (4, 4));
+    let none = s.read_shard_of(3, 5, 100, "a").unwrap();
+    assert_eq!((none.events.len(), none.looked_at), (0, 0));
 }
 
 fn offsets_are_per_consumer_and_shard(s: Arc<dyn EventStore>) {

@@ -25,7 +25,27 @@ enum Op {
         from: u64,
         limit: usize,
     },
+    /// Pages through one entity's events of the shard log with `read_shard_of`.
+    ReadShardOf {
+        shard: u32,
+        entity: u8,
+        limit: usize,
+    },
     Reopen,
+}
+
+/// Every event of entities whose id starts with `prefix`, read page by page.
+fn all_of(store: &dyn EventStore, shard: u32, prefix: &str, limit: usize) -> Vec<(u64, String, u64)> {
+    let mut out = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = store.read_shard_of(shard, from, limit, prefix).unwrap();
+        out.extend(page.events.iter().map(|e| (e.offset, e.event.entity_id.clone(), e.event.seq)));
+        if page.looked_at < limit {
+            return out;
+        }
+        from = page.last_offset + 1;
+    }
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -34,6 +54,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(shard, entity, stale, events)| Op::Append { shard, entity, stale, events }),
         2 => (0u32..2, 0u8..4, 0u64..8).prop_map(|(shard, entity, after)| Op::ReadEntity { shard, entity, after }),
         2 => (0u32..2, 0u64..20, 1usize..6).prop_map(|(shard, from, limit)| Op::ReadShard { shard, from, limit }),
+        1 => (0u32..2, 0u8..4, 1usize..6).prop_map(|(shard, entity, limit)| Op::ReadShardOf { shard, entity, limit }),
         1 => Just(Op::Reopen),
     ]
 }
@@ -63,6 +84,13 @@ proptest! {
                 }
                 Op::ReadShard { shard, from, limit } => {
                     prop_assert_eq!(real.read_shard(shard, from, limit).unwrap(), model.read_shard(shard, from, limit).unwrap());
+                }
+                Op::ReadShardOf { shard, entity, limit } => {
+                    let prefix = format!("e{entity}");
+                    let real = all_of(&real, shard, &prefix, limit);
+                    let mut expected = all_of(&model, shard, "", 1);
+                    expected.retain(|(_, id, _)| id.starts_with(&prefix));
+                    prop_assert_eq!(real, expected);
                 }
                 Op::Reopen => {
                     real.flush().unwrap();

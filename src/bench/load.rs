@@ -44,6 +44,10 @@ const PRODUCTS: usize = 64;
 const STOCK: u64 = 1_000_000_000;
 /// Customers per connection in `add_to_cart`: many carts, as in a shop.
 const CUSTOMERS_PER_CONNECTION: usize = 8;
+/// Distinct products a cart in `add_to_cart` holds: a shop's cart has a handful of lines.
+/// Picking from all 64 products grew every cart to 64 lines, and the answer (the priced
+/// cart) to ~12 KB, so the figure measured cart rendering more than the durable add.
+const CART_LINES: usize = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
@@ -486,8 +490,12 @@ impl Worker {
                 get(format!("/api/v1/products?q={word}&per_page=20"))
             }
             Scenario::AddToCart => {
-                let token = self.customers[self.n as usize % self.customers.len()].clone();
-                let product = self.product(ctx).to_owned();
+                let k = self.n as usize % self.customers.len();
+                let token = self.customers[k].clone();
+                // Customer k of connection id shops among its own CART_LINES products.
+                let first = (self.id * CUSTOMERS_PER_CONNECTION + k) * CART_LINES;
+                let line = self.rng.gen_range(0..CART_LINES);
+                let product = ctx.products[(first + line) % ctx.products.len()].clone();
                 Request {
                     method: Method::POST,
                     path: "/api/v1/cart/items".into(),

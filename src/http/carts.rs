@@ -2,6 +2,8 @@
 //! another customer's cart. Lines show the product's current price; the cart does not hold
 //! stock (checkout reserves it), but it refuses more units than are available.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use ecommesh_actors::entities::cart::{CartCommand, CartRejection, CartState};
@@ -74,7 +76,7 @@ pub struct CartView {
 }
 
 /// Prices the cart's lines with each product's current price.
-pub async fn view(node: &Node, reply: Reply<CartState>) -> Result<CartView, ApiError> {
+pub async fn view(node: &Node, reply: Reply<Arc<CartState>>) -> Result<CartView, ApiError> {
     let now = ecommesh_persistence::now_ms();
     let mut total = Money::new(0, node.currency);
     let mut items = Vec::with_capacity(reply.state.items.len());
@@ -140,7 +142,7 @@ async fn check_available(node: &Node, product_id: &str, wanted: u64) -> Result<(
     Ok(())
 }
 
-async fn respond(node: &Node, reply: Reply<CartState>) -> Result<HttpResponse, ApiError> {
+async fn respond(node: &Node, reply: Reply<Arc<CartState>>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(view(node, reply).await?))
 }
 

@@ -71,10 +71,15 @@ where
 {
     let started = Instant::now();
     let method = req.method().to_string();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let fut = srv.call(req);
     async move {
         let res = fut.await?;
+        // Asked after routing: the router's match is reused (asked before, it matched the
+        // path against every route's regex again: ~1.5% of the CPU of a durable write).
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
         let code = res.status().as_u16();
         let elapsed_us = started.elapsed().as_micros() as u64;
         // The one place requests are logged: server errors loudly, the rest at debug.

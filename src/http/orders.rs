@@ -1,6 +1,8 @@
 //! Order routes. A customer sees only their own orders: someone else's order id answers
 //! 404, exactly like an order that does not exist.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use ecommesh_actors::entities::order::{OrderCommand, OrderRejection, OrderState, OrderStatus};
@@ -357,7 +359,7 @@ pub async fn visible(
     node: &Node,
     caller: &Caller,
     id: &str,
-) -> Result<(OrderState, u64), ApiError> {
+) -> Result<(Arc<OrderState>, u64), ApiError> {
     super::carts::check_id("id", id)?;
     let reply = node.orders.read(id.to_owned()).await?;
     if reply.state.status == OrderStatus::New

@@ -228,7 +228,7 @@ async fn cart(node: &Node, c: Committed<Cart>) {
     let event = event_names::<Cart>(&c.events);
     let reply = Reply {
         seq: c.seq,
-        state: (*c.state).clone(),
+        state: c.state.clone(),
     };
     match crate::http::carts::view(node, reply).await {
         Ok(view) => {
