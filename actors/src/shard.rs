@@ -114,10 +114,8 @@ struct Write<E: Entity> {
     snapshot: Option<Arc<E::State>>,
 }
 
-type Pending<E> = Result<
-    (Reply<Arc<<E as Entity>::State>>, Durable<E>),
-    EntityError<<E as Entity>::Rejection>,
->;
+type Pending<E> =
+    Result<(Reply<Arc<<E as Entity>::State>>, Durable<E>), EntityError<<E as Entity>::Rejection>>;
 
 /// Asks how many entities the shard hosts right now.
 pub struct LiveCount;

@@ -14,9 +14,7 @@ use std::collections::HashMap;
 use crate::error::StoreError;
 use crate::journal::{EventStore, ShardId};
 use crate::replica::{Append, AppendOutcome, ConsensusLog, ReplicatedStore};
-use crate::sled_store::{
-    encode_append, entity_prefix, log_key, repair_tail, storage, SledStore,
-};
+use crate::sled_store::{encode_append, entity_prefix, log_key, repair_tail, storage, SledStore};
 
 const MARKER: &[u8] = b"a";
 

@@ -35,12 +35,21 @@ enum Op {
 }
 
 /// Every event of entities whose id starts with `prefix`, read page by page.
-fn all_of(store: &dyn EventStore, shard: u32, prefix: &str, limit: usize) -> Vec<(u64, String, u64)> {
+fn all_of(
+    store: &dyn EventStore,
+    shard: u32,
+    prefix: &str,
+    limit: usize,
+) -> Vec<(u64, String, u64)> {
     let mut out = Vec::new();
     let mut from = 1;
     loop {
         let page = store.read_shard_of(shard, from, limit, prefix).unwrap();
-        out.extend(page.events.iter().map(|e| (e.offset, e.event.entity_id.clone(), e.event.seq)));
+        out.extend(
+            page.events
+                .iter()
+                .map(|e| (e.offset, e.event.entity_id.clone(), e.event.seq)),
+        );
         if page.looked_at < limit {
             return out;
         }
