@@ -21,6 +21,7 @@ import uuid
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -84,10 +85,33 @@ def browser():
 
 
 def wait(d, seconds, cond, what):
+    # The pages re-render lists and forms as live updates arrive: an element found a
+    # moment ago may be replaced before it is read (stale); look again.
     try:
-        return WebDriverWait(d, seconds, poll_frequency=0.05).until(cond)
+        return WebDriverWait(d, seconds, poll_frequency=0.05,
+                             ignored_exceptions=[NoSuchElementException, StaleElementReferenceException]).until(cond)
     except Exception:
         raise AssertionError(f"within {seconds} s: {what}") from None
+
+
+def stable(action):
+    """Runs `action` again if an element it used was replaced by a re-render meanwhile."""
+    deadline = time.time() + PAGE
+    while True:
+        try:
+            return action()
+        except StaleElementReferenceException:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def click(d, by, value):
+    stable(lambda: d.find_element(by, value).click())
+
+
+def choose(d, by, value, option):
+    stable(lambda: Select(d.find_element(by, value)).select_by_value(option))
 
 
 def text_of(d, css):
@@ -110,7 +134,7 @@ def admin_browser(ctx):
     wait(d, PAGE, lambda d: d.find_elements(By.ID, "email"), "the admin sign-in form shows")
     d.find_element(By.ID, "email").send_keys(ctx.admin_email)
     d.find_element(By.ID, "password").send_keys(ctx.admin_password)
-    d.find_element(By.ID, "signin-submit").click()
+    click(d, By.ID, "signin-submit")
     return d
 
 
@@ -128,12 +152,16 @@ def cents(text):
 
 
 def fill_checkout(d, card):
+    stable(lambda: fill_checkout_once(d, card))
+
+
+def fill_checkout_once(d, card):
     for field, value in [("fullname", "Ada Lovelace"), ("line1", "1 Main St"), ("city", "Springfield"), ("postal", "12345")]:
         el = d.find_element(By.ID, field)
         el.clear()
         el.send_keys(value)
-    Select(d.find_element(By.ID, "card")).select_by_value(card)
-    d.find_element(By.ID, "place-order").click()
+    choose(d, By.ID, "card", card)
+    click(d, By.ID, "place-order")
 
 
 # ---------------------------------------------------------------- scenarios
@@ -181,21 +209,21 @@ def cart_syncs_across_tabs(ctx):
     d.switch_to.new_window("tab")
     d.get(f"{base}/#/")
     live(d)
-    d.find_element(By.ID, "cart-button").click()
+    click(d, By.ID, "cart-button")
     wait(d, PAGE, lambda d: d.find_elements(By.ID, "cart-empty"), "the drawer shows an empty cart")
     second = d.current_window_handle
     d.switch_to.window(first)
     qty = d.find_element(By.ID, "qty")
     qty.clear()
     qty.send_keys("3")
-    d.find_element(By.ID, "add-to-cart").click()
+    click(d, By.ID, "add-to-cart")
     added = time.monotonic()
     d.switch_to.window(second)
     wait(d, LIVE, lambda d: d.find_element(By.ID, "cart-count").text == "3", "the other tab's count says 3")
     wait(d, LIVE, lambda d: "Two Tab Lamp" in d.find_element(By.ID, "cart-lines").text, "the drawer lists the lamp")
     ctx.note(f"other tab updated {time.monotonic() - added:.2f} s after the add")
     # And back: removing in the drawer empties the first tab's count.
-    d.find_element(By.XPATH, "//div[@id='cart-lines']//button[text()='Remove']").click()
+    click(d, By.XPATH, "//div[@id='cart-lines']//button[text()='Remove']")
     d.switch_to.window(first)
     wait(d, LIVE, lambda d: d.find_element(By.ID, "cart-count").text == "0", "the first tab's count is back to 0")
     d.switch_to.window(second)
@@ -235,7 +263,7 @@ def full_flow(ctx):
     d.find_element(By.ID, "name").send_keys("Flo Shopper")
     d.find_element(By.ID, "email").send_keys("flo@e2e.test")
     d.find_element(By.ID, "password").send_keys("password-123")
-    d.find_element(By.ID, "signup-submit").click()
+    click(d, By.ID, "signup-submit")
     wait(d, PAGE, lambda d: d.find_elements(By.ID, "signed-in-as"), "signed in after sign-up")
     live(d)
     # Search, then narrow down with the category facet.
@@ -243,19 +271,19 @@ def full_flow(ctx):
     q.send_keys("zebra flow")
     q.submit()
     wait(d, PAGE, lambda d: text_of(d, "#result-count") == "2 products", "the search finds both zebra products")
-    Select(d.find_element(By.ID, "f-category")).select_by_value("e2e")
+    choose(d, By.ID, "f-category", "e2e")
     wait(d, PAGE, lambda d: "category=e2e" in d.current_url, "the category filter applies")
-    Select(d.find_element(By.ID, "f-sort")).select_by_value("price_desc")
+    choose(d, By.ID, "f-sort", "price_desc")
     wait(d, PAGE, lambda d: d.find_elements(By.CSS_SELECTOR, ".product-card h3")[0].text == "Zebra Flow Kettle"
          and "sort=price_desc" in d.current_url, "the dearest comes first")
-    d.find_element(By.LINK_TEXT, "Zebra Flow Kettle").click()
+    click(d, By.LINK_TEXT, "Zebra Flow Kettle")
     wait(d, PAGE, lambda d: text_of(d, "#product-name") == "Zebra Flow Kettle", "the product page opens")
     wait(d, PAGE, lambda d: d.find_element(By.ID, "add-to-cart").is_enabled(), "it can be added")
-    d.find_element(By.ID, "add-to-cart").click()
+    click(d, By.ID, "add-to-cart")
     wait(d, PAGE, lambda d: d.find_element(By.ID, "cart-count").text == "1", "the cart holds it")
-    d.find_element(By.ID, "cart-button").click()
+    click(d, By.ID, "cart-button")
     wait(d, PAGE, lambda d: "$39.99" in text_of(d, "#cart-total"), "the drawer shows the total")
-    d.find_element(By.ID, "go-checkout").click()
+    click(d, By.ID, "go-checkout")
     wait(d, PAGE, lambda d: d.find_elements(By.ID, "checkout-form"), "the checkout form opens")
     fill_checkout(d, "tok_visa")
     wait(d, PAGE, lambda d: "/orders/" in d.current_url, "the order page opens")
@@ -266,9 +294,9 @@ def full_flow(ctx):
     d.find_element(By.ID, "q").send_keys("zebra mug")
     d.find_element(By.ID, "q").submit()
     wait(d, PAGE, lambda d: d.find_elements(By.LINK_TEXT, "Zebra Flow Mug"), "the mug is found")
-    d.find_element(By.LINK_TEXT, "Zebra Flow Mug").click()
+    click(d, By.LINK_TEXT, "Zebra Flow Mug")
     wait(d, PAGE, lambda d: d.find_element(By.ID, "add-to-cart").is_enabled(), "the mug can be added")
-    d.find_element(By.ID, "add-to-cart").click()
+    click(d, By.ID, "add-to-cart")
     wait(d, PAGE, lambda d: d.find_element(By.ID, "cart-count").text == "1", "the cart holds the mug")
     d.get(base + "/#/checkout")
     fill_checkout(d, "tok_chargeDeclined")
@@ -289,7 +317,7 @@ def admin_manages_catalog_and_orders(ctx):
     order = shop.checkout(buyer)["id"]
     d = admin_browser(ctx)
     wait(d, PAGE, lambda d: d.find_elements(By.ID, "tab-products"), "the dashboard opens")
-    d.find_element(By.ID, "tab-products").click()
+    click(d, By.ID, "tab-products")
     wait(d, PAGE, lambda d: d.find_element(By.ID, "product-search").is_displayed(), "the products tab opens")
     d.find_element(By.ID, "product-search").send_keys("Admin Test Lamp\n")
     rows = "#products tr[data-product]"
@@ -297,31 +325,31 @@ def admin_manages_catalog_and_orders(ctx):
     qty = d.find_element(By.CSS_SELECTOR, rows + " .restock-form input")
     qty.clear()
     qty.send_keys("7")
-    d.find_element(By.CSS_SELECTOR, rows + " .restock-form button").click()
+    click(d, By.CSS_SELECTOR, rows + " .restock-form button")
     wait(d, PAGE, lambda d: text_of(d, rows + " .available") == "9", "2 left + 7 restocked = 9 available")
     assert text_of(d, rows + " .sold") == "1", "one sold"
-    d.find_element(By.XPATH, "//tr[@data-product]//button[text()='Edit']").click()
+    click(d, By.XPATH, "//tr[@data-product]//button[text()='Edit']")
     price = d.find_element(By.ID, "p-price")
     price.clear()
     price.send_keys("12.34")
-    d.find_element(By.CSS_SELECTOR, "#edit-product button[type=submit]").click()
+    click(d, By.CSS_SELECTOR, "#edit-product button[type=submit]")
     wait(d, PAGE, lambda d: "$12.34" in text_of(d, "#products"), "the new price shows")
-    d.find_element(By.ID, "new-product").click()
+    click(d, By.ID, "new-product")
     for field, value in [("p-sku", "adm-new"), ("p-name", "Brand New Lamp"), ("p-category", "lamps"),
                          ("p-brand", "Acme"), ("p-price", "5.5"), ("p-stock", "4")]:
         e = d.find_element(By.ID, field)
         e.clear()
         e.send_keys(value)
-    d.find_element(By.CSS_SELECTOR, "#create-product button[type=submit]").click()
+    click(d, By.CSS_SELECTOR, "#create-product button[type=submit]")
     wait(d, PAGE, lambda d: "Brand New Lamp created." in text_of(d, "#messages"), "the product is created")
-    d.find_element(By.ID, "tab-orders").click()
+    click(d, By.ID, "tab-orders")
     row = f"tr[data-order='{order}']"
     wait(d, PAGE, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the order is listed")
     d.find_element(By.CSS_SELECTOR, row + " input[name=carrier]").send_keys("UPS")
     d.find_element(By.CSS_SELECTOR, row + " input[name=tracking]").send_keys("1Z999")
-    d.find_element(By.XPATH, f"//tr[@data-order='{order}']//button[text()='Ship']").click()
+    click(d, By.XPATH, f"//tr[@data-order='{order}']//button[text()='Ship']")
     wait(d, PAGE, lambda d: text_of(d, row + " .status").lower() == "shipped", "the order is shipped")
-    d.find_element(By.XPATH, f"//tr[@data-order='{order}']//button[text()='Mark delivered']").click()
+    click(d, By.XPATH, f"//tr[@data-order='{order}']//button[text()='Mark delivered']")
     wait(d, PAGE, lambda d: text_of(d, row + " .status").lower() == "delivered", "the order is delivered")
     created = shop.call("GET", "/products?q=brand+new+lamp", None, ctx.admin)
     assert created["items"] and created["items"][0]["price"]["amount"] == 550, created
