@@ -89,8 +89,11 @@ pub struct PhaseReport {
     /// Non-2xx answers by status (`0`: no answer: connection or timeout errors).
     pub errors: BTreeMap<u16, u64>,
     pub per_sec: f64,
-    /// Throughput relative to `ping` in the same run.
+    /// Throughput relative to `ping_per_sec`.
     pub vs_ping: f64,
+    /// `ping`'s throughput in the slices interleaved with this scenario's (see
+    /// [`measure`]); for `ping` itself, over all its slices.
+    pub ping_per_sec: f64,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -274,16 +277,7 @@ async fn run_all(args: &BenchArgs, scenarios: &[Scenario]) -> anyhow::Result<()>
     }
     let ctx = Arc::new(ctx);
 
-    let mut phases: Vec<PhaseReport> = Vec::new();
-    for &s in scenarios {
-        let mut p = phase(&ctx, s, args).await;
-        let ping = phases
-            .first()
-            .map_or(p.per_sec, |b| b.per_sec)
-            .max(f64::MIN_POSITIVE);
-        p.vs_ping = p.per_sec / ping;
-        phases.push(p);
-    }
+    let phases = measure(&ctx, scenarios, args).await;
     print_table(&phases);
 
     let checks = check(&ctx, paid_before).await?;
@@ -663,9 +657,15 @@ impl Recorder {
         let _ = self.seconds[second].record(micros);
     }
 
-    fn merge(&mut self, other: Recorder) {
+    /// Adds `other`'s measurements, its seconds counted from `offset`.
+    fn merge(&mut self, other: Recorder, offset: usize) {
         let _ = self.all.add(&other.all);
         for (i, h) in other.seconds.into_iter().enumerate() {
+            let i = i + offset;
+            while self.seconds.len() < i {
+                self.seconds
+                    .push(Histogram::new_with_bounds(1, 120_000_000, 2).expect("valid bounds"));
+            }
             if i < self.seconds.len() {
                 let _ = self.seconds[i].add(&h);
             } else {
@@ -678,21 +678,138 @@ impl Recorder {
     }
 }
 
-/// Runs one scenario for `--seconds` (or until it runs out of work).
-async fn phase(ctx: &Arc<Ctx>, scenario: Scenario, args: &BenchArgs) -> PhaseReport {
-    let length = Duration::from_secs_f64(args.seconds.clamp(0.1, 3600.0));
-    let connections = args.connections;
+/// What some slices of one scenario measured.
+struct Measured {
+    rec: Recorder,
+    requests: u64,
+    seconds: f64,
+}
+
+impl Measured {
+    fn new() -> Measured {
+        Measured {
+            rec: Recorder::new(),
+            requests: 0,
+            seconds: 0.0,
+        }
+    }
+
+    fn add(&mut self, other: Measured) {
+        self.rec.merge(other.rec, self.seconds.ceil() as usize);
+        self.requests += other.requests;
+        self.seconds += other.seconds;
+    }
+
+    fn per_sec(&self) -> f64 {
+        self.requests as f64 / self.seconds.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// Runs every scenario for `--seconds`, each in one-second slices that alternate with
+/// slices of `ping`, and compares each with the ping slices that ran between its own.
+///
+/// This host's speed changes by up to 1.8x for seconds to minutes at a time (ping served
+/// ~133k/s or ~240k/s on 2026-12-03, with nothing else running): a ping measured once,
+/// before the other scenarios, made ratios of 0.18 or 1.5 depending on when the host
+/// switched. Interleaved, both see the same host.
+async fn measure(ctx: &Arc<Ctx>, scenarios: &[Scenario], args: &BenchArgs) -> Vec<PhaseReport> {
+    let length = args.seconds.clamp(0.1, 3600.0);
+    let slices = (length.round() as usize).max(1);
+    let slice = Duration::from_secs_f64(length / slices as f64);
+    let workers = |scenario| -> Vec<Worker> {
+        (0..args.connections)
+            .map(|w| Worker::new(ctx, w, scenario))
+            .collect()
+    };
+    let mut all_pings = Measured::new();
+    let mut phases = Vec::new();
+    for &scenario in scenarios.iter().filter(|s| **s != Scenario::Ping) {
+        let (mut pings, mut measured) = (Measured::new(), Measured::new());
+        let (mut pingers, mut shoppers) = (workers(Scenario::Ping), workers(scenario));
+        for _ in 0..slices {
+            let (m, w) = phase(ctx, Scenario::Ping, args, slice, pingers).await;
+            pings.add(m);
+            pingers = w;
+            let (m, w) = phase(ctx, scenario, args, slice, shoppers).await;
+            measured.add(m);
+            shoppers = w;
+        }
+        let ping = pings.per_sec();
+        phases.push(summarize(scenario, measured, ping));
+        all_pings.add(pings);
+    }
+    if all_pings.requests == 0 {
+        // Only ping was asked for.
+        let mut pingers = workers(Scenario::Ping);
+        for _ in 0..slices {
+            let (m, w) = phase(ctx, Scenario::Ping, args, slice, pingers).await;
+            all_pings.add(m);
+            pingers = w;
+        }
+    }
+    let ping = all_pings.per_sec();
+    phases.insert(0, summarize(Scenario::Ping, all_pings, ping));
+    phases
+}
+
+/// The figures of a scenario's slices, against `ping` requests/s.
+fn summarize(scenario: Scenario, m: Measured, ping: f64) -> PhaseReport {
+    let Measured {
+        rec: total,
+        requests,
+        seconds,
+    } = m;
+    let ms = |us: u64| us as f64 / 1000.0;
+    let h = &total.all;
+    let per_sec = requests as f64 / seconds.max(f64::MIN_POSITIVE);
+    PhaseReport {
+        scenario: scenario.name().to_owned(),
+        seconds,
+        requests,
+        errors: total.errors,
+        per_sec,
+        vs_ping: per_sec / ping.max(f64::MIN_POSITIVE),
+        ping_per_sec: ping,
+        p50_ms: ms(h.value_at_quantile(0.5)),
+        p90_ms: ms(h.value_at_quantile(0.9)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        p999_ms: ms(h.value_at_quantile(0.999)),
+        max_ms: ms(h.max()),
+        timeline: total
+            .seconds
+            .iter()
+            .enumerate()
+            .map(|(second, h)| SecondFigures {
+                second,
+                requests: h.len(),
+                per_sec: h.len() as f64 / (seconds - second as f64).clamp(0.05, 1.0),
+                p99_ms: ms(h.value_at_quantile(0.99)),
+            })
+            .collect(),
+    }
+}
+
+/// Runs one scenario for `length` (or until it runs out of work).
+/// Runs one scenario's `workers` (one per connection) for `length`, or until they run out
+/// of work; gives them back, so that the next slice goes on where this one stopped.
+async fn phase(
+    ctx: &Arc<Ctx>,
+    scenario: Scenario,
+    args: &BenchArgs,
+    length: Duration,
+    workers: Vec<Worker>,
+) -> (Measured, Vec<Worker>) {
+    let connections = workers.len();
     let done = Arc::new(AtomicU64::new(0));
     let bar = progress(length.as_millis() as u64, scenario.name());
     let started = Instant::now();
     let deadline = started + length;
     // Open loop: connection w sends at started + (w + k * connections) / rate.
     let interval = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / args.rate as f64));
-    let mut workers = Vec::with_capacity(connections);
-    for w in 0..connections {
+    let mut tasks = Vec::with_capacity(connections);
+    for (w, mut me) in workers.into_iter().enumerate() {
         let (ctx, done) = (ctx.clone(), done.clone());
-        workers.push(tokio::spawn(async move {
-            let mut me = Worker::new(&ctx, w, scenario);
+        tasks.push(tokio::spawn(async move {
             let mut rec = Recorder::new();
             let mut conn = Connection::default();
             let mut k = 0u64;
@@ -726,7 +843,7 @@ async fn phase(ctx: &Arc<Ctx>, scenario: Scenario, args: &BenchArgs) -> PhaseRep
                 }
                 done.fetch_add(1, Ordering::Relaxed);
             }
-            rec
+            (rec, me)
         }));
     }
     let ticker = {
@@ -739,47 +856,27 @@ async fn phase(ctx: &Arc<Ctx>, scenario: Scenario, args: &BenchArgs) -> PhaseRep
         })
     };
     let mut total = Recorder::new();
-    for w in workers {
-        if let Ok(rec) = w.await {
-            total.merge(rec);
+    let mut workers = Vec::with_capacity(connections);
+    for task in tasks {
+        if let Ok((rec, me)) = task.await {
+            total.merge(rec, 0);
+            workers.push(me);
         }
     }
     ticker.abort();
     bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    let requests = done.load(Ordering::Relaxed);
-    let ms = |us: u64| us as f64 / 1000.0;
-    let h = &total.all;
-    PhaseReport {
-        scenario: scenario.name().to_owned(),
-        seconds,
-        requests,
-        errors: total.errors,
-        per_sec: requests as f64 / seconds,
-        vs_ping: 1.0,
-        p50_ms: ms(h.value_at_quantile(0.5)),
-        p90_ms: ms(h.value_at_quantile(0.9)),
-        p99_ms: ms(h.value_at_quantile(0.99)),
-        p999_ms: ms(h.value_at_quantile(0.999)),
-        max_ms: ms(h.max()),
-        timeline: total
-            .seconds
-            .iter()
-            .enumerate()
-            .map(|(second, h)| SecondFigures {
-                second,
-                requests: h.len(),
-                per_sec: h.len() as f64 / (seconds - second as f64).clamp(0.05, 1.0),
-                p99_ms: ms(h.value_at_quantile(0.99)),
-            })
-            .collect(),
-    }
+    let measured = Measured {
+        rec: total,
+        requests: done.load(Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    (measured, workers)
 }
 
 impl PhaseReport {
-    /// The figures of the table: scenario, requests, errors, req/s, x ping, p50, p90, p99,
-    /// p99.9, max (ms).
-    pub fn cells(&self) -> [String; 10] {
+    /// The figures of the table: scenario, requests, errors, req/s, x ping, the paired
+    /// ping's req/s, p50, p90, p99, p99.9, max (ms).
+    pub fn cells(&self) -> [String; 11] {
         let errors: u64 = self.errors.values().sum();
         [
             self.scenario.clone(),
@@ -787,6 +884,7 @@ impl PhaseReport {
             errors.to_string(),
             format!("{:.0}", self.per_sec),
             format!("{:.2}", self.vs_ping),
+            format!("{:.0}", self.ping_per_sec),
             format!("{:.2}", self.p50_ms),
             format!("{:.2}", self.p90_ms),
             format!("{:.2}", self.p99_ms),
@@ -797,13 +895,13 @@ impl PhaseReport {
 }
 
 /// Column titles, as `cells` orders them.
-pub const COLUMNS: [&str; 10] = [
-    "scenario", "requests", "errors", "req/s", "x ping", "p50 ms", "p90 ms", "p99 ms", "p99.9",
-    "max ms",
+pub const COLUMNS: [&str; 11] = [
+    "scenario", "requests", "errors", "req/s", "x ping", "ping/s", "p50 ms", "p90 ms", "p99 ms",
+    "p99.9", "max ms",
 ];
 
 fn print_table(phases: &[PhaseReport]) {
-    const WIDTHS: [usize; 10] = [15, 9, 7, 10, 7, 8, 8, 8, 8, 8];
+    const WIDTHS: [usize; 11] = [15, 9, 7, 10, 7, 8, 8, 8, 8, 8, 8];
     let line = |cells: &[String]| {
         let mut out = format!("{:<w$}", cells[0], w = WIDTHS[0]);
         for (c, w) in cells.iter().zip(WIDTHS).skip(1) {
