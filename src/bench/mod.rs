@@ -68,7 +68,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
     /// load: carts prepared for the `checkout` scenario (it ends early when they run out).
-    #[arg(long, default_value_t = 40_000)]
+    #[arg(long, default_value_t = 80_000)]
     pub checkout_carts: usize,
     /// load: measure a running node at this URL instead of starting one (with
     /// `--target-secret`, its `jwt_secret`, to act as its admin and customers).
