@@ -48,7 +48,9 @@ pub trait Entity: Send + Unpin + 'static {
         + Unpin
         + 'static;
     /// Serializable: in a cluster a command travels to the node leading its shard.
-    type Command: Debug + Send + Serialize + DeserializeOwned + 'static;
+    /// Clone: a command whose append met a newer journal is decided again (see
+    /// [`crate::Registry::execute`]).
+    type Command: Debug + Clone + Send + Serialize + DeserializeOwned + 'static;
     type Event: Debug + Clone + Serialize + DeserializeOwned + Send + 'static;
     type Rejection: Rejection;
 

@@ -21,6 +21,10 @@ use crate::shard::{
 };
 use crate::supervisor::CrashPolicy;
 
+/// How many times a command without a precondition is decided again after its append
+/// met a newer journal ([`Registry::execute`]).
+pub const CONFLICT_RETRIES: u32 = 2;
+
 /// The FNV-1a 64-bit hash of `kind/id`, stable across builds and platforms.
 pub fn stable_hash(kind: &str, id: &str) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -208,6 +212,14 @@ impl<E: Entity> Registry<E> {
     }
 
     /// Runs `command` on entity `id`; resolves once its events are durable.
+    ///
+    /// A command without `expected_seq` whose append met a journal ahead of the entity's
+    /// state here (in a cluster: an earlier attempt whose answer was lost, or an earlier
+    /// leader's write, applied after the state was read) did not happen; the shard reloads
+    /// the entity and the command is decided again on what the journal now holds, up to
+    /// [`CONFLICT_RETRIES`] times. The caller asked for no particular version, so a
+    /// conflict would tell it nothing it could act on. (Found by the chaos suite's packet
+    /// loss: such commands answered 409.)
     pub async fn execute(
         &self,
         id: impl Into<String>,
@@ -216,13 +228,30 @@ impl<E: Entity> Registry<E> {
     ) -> Outcome<E> {
         let id = id.into();
         let shard = self.shard_of(&id);
-        self.send(shard, |reply_to| Execute {
-            id,
-            command,
-            expected_seq,
-            reply_to,
-        })
-        .await
+        let mut retries = if expected_seq.is_none() {
+            CONFLICT_RETRIES
+        } else {
+            0
+        };
+        loop {
+            let (id, command) = (id.clone(), command.clone());
+            let outcome = self
+                .send(shard, move |reply_to| Execute {
+                    id,
+                    command,
+                    expected_seq,
+                    reply_to,
+                })
+                .await;
+            match outcome {
+                Err(EntityError::Conflict { .. }) if retries > 0 => {
+                    retries -= 1;
+                    metrics::counter!("ecommesh_entity_conflicts_retried_total", "kind" => E::KIND)
+                        .increment(1);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Reads entity `id` (activating it if needed); shows only what is durable.

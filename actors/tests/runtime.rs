@@ -241,6 +241,44 @@ async fn stale_expected_sequence_numbers_are_rejected() {
 }
 
 #[actix_rt::test]
+async fn a_command_without_precondition_is_decided_again_when_the_journal_moved_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 4);
+    let rt = Runtime::start(store.clone(), config());
+    let counters = rt.registry::<Counter>();
+    counters
+        .execute("c", CounterCmd::Add(1), None)
+        .await
+        .unwrap();
+    // Another writer appends behind the live entity's back (in a cluster: an earlier
+    // attempt whose answer was lost, or an earlier leader's write, applied since).
+    let shard = counters.shard_of("c");
+    let added = |n| ecommesh_actors::entity::encode_event::<Counter>(&CounterEvent::Added(n), 0);
+    store
+        .append(shard, "counter/c", 1, &[added(10).unwrap()])
+        .unwrap();
+    let r = counters
+        .execute("c", CounterCmd::Add(1), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.seq, *r.state),
+        (3, 12),
+        "decided again on the journal's state, not refused"
+    );
+    // A caller that named the version it saw still hears of the conflict.
+    store
+        .append(shard, "counter/c", 3, &[added(100).unwrap()])
+        .unwrap();
+    match counters.execute("c", CounterCmd::Add(1), Some(3)).await {
+        Err(EntityError::Conflict { expected: 3, .. }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(*counters.read("c").await.unwrap().state, 112);
+    rt.shutdown().unwrap();
+}
+
+#[actix_rt::test]
 async fn a_full_shard_answers_overloaded_instead_of_queueing() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = RuntimeConfig {
