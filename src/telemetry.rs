@@ -107,6 +107,10 @@ fn describe() {
         "Entities quarantined after repeated crashes"
     );
     describe_counter!(
+        "ecommesh_entity_conflicts_retried_total",
+        "Commands without a precondition decided again because their append met a newer journal"
+    );
+    describe_counter!(
         "ecommesh_shard_overloads_total",
         "Commands refused because a shard's mailbox was full"
     );
