@@ -77,7 +77,7 @@ impl ReplicatedStore for SledStore {
         batch.insert(MARKER, marker);
         if let Err(e) = s.tree.apply_batch(batch) {
             for prefix in seqs.keys() {
-                head.forget(Some(prefix));
+                head.forget(prefix);
             }
             return Err(storage(e));
         }
@@ -122,7 +122,7 @@ impl ReplicatedStore for SledStore {
             batch.insert(k, v);
         }
         // Every entity's journal may have changed, whether or not the batch landed.
-        head.forget(None);
+        head.forget_all();
         s.tree.apply_batch(batch).map_err(storage)?;
         head.next_offset = repair_tail(&s.tree, shard)? + 1;
         Ok(())

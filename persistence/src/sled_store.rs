@@ -97,15 +97,14 @@ impl Head {
         self.seqs.insert(prefix.into(), seq);
     }
 
-    /// Forgets what it knew: after a write whose outcome is unknown, or a shard replaced
-    /// wholesale.
-    pub(crate) fn forget(&mut self, prefix: Option<&[u8]>) {
-        match prefix {
-            Some(p) => {
-                self.seqs.remove(p);
-            }
-            None => self.seqs.clear(),
-        }
+    /// Forgets an entity whose last write's outcome is unknown (it failed).
+    pub(crate) fn forget(&mut self, prefix: &[u8]) {
+        self.seqs.remove(prefix);
+    }
+
+    /// Forgets every entity: the shard's contents were replaced wholesale.
+    pub(crate) fn forget_all(&mut self) {
+        self.seqs.clear();
     }
 }
 
@@ -376,7 +375,7 @@ impl EventStore for SledStore {
             .insert(log_key(last_offset), key.as_slice())
             .and_then(|_| s.tree.insert(key, record));
         if let Err(e) = written {
-            head.forget(Some(&prefix));
+            head.forget(&prefix);
             return Err(storage(e));
         }
         head.next_offset = last_offset + 1;
