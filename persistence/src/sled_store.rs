@@ -108,6 +108,49 @@ impl Head {
     }
 }
 
+impl Shard {
+    /// The shard log's entries from offset `from` on: each entry's last offset and the
+    /// key of the record it points at. An append inserts its log entry, then its record,
+    /// under the head's lock: everything below the next offset is whole; an entry at or
+    /// past it may be half done, so it is left out.
+    fn log_from(&self, from: u64) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> {
+        let end = self.head.lock().next_offset;
+        (from < end)
+            .then(|| self.tree.range(log_key(from)..log_key(end)))
+            .into_iter()
+            .flatten()
+            .map(|kv| {
+                let (k, event_key) = kv.map_err(storage)?;
+                Ok((be_u64(&k[1..])?, event_key))
+            })
+    }
+
+    /// The events of the record a log entry points at, with their offsets, from `from` on.
+    fn events_at(
+        &self,
+        shard: ShardId,
+        last_offset: u64,
+        event_key: &[u8],
+        from: u64,
+    ) -> Result<impl Iterator<Item = ShardEvent>, StoreError> {
+        let raw = self.tree.get(event_key).map_err(storage)?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "shard {shard} offset {last_offset} points at no event"
+            ))
+        })?;
+        let events = decode_record(&raw)?;
+        let first_offset = last_offset + 1 - events.len() as u64;
+        Ok(events
+            .into_iter()
+            .enumerate()
+            .map(move |(i, event)| ShardEvent {
+                offset: first_offset + i as u64,
+                event,
+            })
+            .filter(move |e| e.offset >= from))
+    }
+}
+
 /// An [`EventStore`] on a sled database in one directory.
 pub struct SledStore {
     db: sled::Db,
@@ -439,33 +482,15 @@ impl EventStore for SledStore {
     ) -> Result<Vec<ShardEvent>, StoreError> {
         let s = self.shard(shard)?;
         let from = from_offset.max(1);
-        // An append inserts its log entry, then its record, under this lock: everything
-        // below the next offset is whole; an entry at or past it may be half done.
-        let end = s.head.lock().next_offset;
         let mut out = Vec::new();
-        if from >= end {
-            return Ok(out);
-        }
-        for kv in s.tree.range(log_key(from)..log_key(end)) {
+        for entry in s.log_from(from) {
             if out.len() >= limit {
                 break;
             }
-            let (k, event_key) = kv.map_err(storage)?;
-            let last_offset = be_u64(&k[1..])?;
-            let raw = s.tree.get(&event_key).map_err(storage)?.ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "shard {shard} offset {last_offset} points at no event"
-                ))
-            })?;
-            let events = decode_record(&raw)?;
-            let first_offset = last_offset + 1 - events.len() as u64;
-            for (i, event) in events.into_iter().enumerate() {
-                let offset = first_offset + i as u64;
-                if offset >= from && out.len() < limit {
-                    out.push(ShardEvent { offset, event });
-                }
-            }
+            let (last_offset, event_key) = entry?;
+            out.extend(s.events_at(shard, last_offset, &event_key, from)?);
         }
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -478,41 +503,20 @@ impl EventStore for SledStore {
     ) -> Result<ShardPage, StoreError> {
         let s = self.shard(shard)?;
         let from = from_offset.max(1);
-        let end = s.head.lock().next_offset;
         let mut page = ShardPage::default();
-        if from >= end {
-            return Ok(page);
-        }
-        for kv in s.tree.range(log_key(from)..log_key(end)) {
+        for entry in s.log_from(from) {
             if page.looked_at >= limit {
                 break;
             }
-            let (k, event_key) = kv.map_err(storage)?;
-            let last_offset = be_u64(&k[1..])?;
+            let (last_offset, event_key) = entry?;
             page.looked_at = (last_offset + 1 - from) as usize;
             page.last_offset = last_offset;
             // The log entry names the entity (it is the record's key): other kinds'
             // records are not read at all.
-            if !entity_of(&event_key)?.starts_with(entity_prefix.as_bytes()) {
-                continue;
+            if entity_of(&event_key)?.starts_with(entity_prefix.as_bytes()) {
+                page.events
+                    .extend(s.events_at(shard, last_offset, &event_key, from)?);
             }
-            let raw = s.tree.get(&event_key).map_err(storage)?.ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "shard {shard} offset {last_offset} points at no event"
-                ))
-            })?;
-            let events = decode_record(&raw)?;
-            let first_offset = last_offset + 1 - events.len() as u64;
-            page.events.extend(
-                events
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, event)| ShardEvent {
-                        offset: first_offset + i as u64,
-                        event,
-                    })
-                    .filter(|e| e.offset >= from),
-            );
         }
         Ok(page)
     }
