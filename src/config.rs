@@ -35,6 +35,7 @@ pub struct Config {
     pub http_workers: usize,
     pub max_body_bytes: usize,
     pub shutdown_timeout_secs: u64,
+    pub journal_engine: String,
     pub cache_capacity_mb: u64,
     pub log_format: String,
     pub log_level: String,
@@ -88,6 +89,7 @@ impl Default for Config {
             http_workers: 0,
             max_body_bytes: 64 * 1024,
             shutdown_timeout_secs: 30,
+            journal_engine: "log".into(),
             cache_capacity_mb: 256,
             log_format: "text".into(),
             log_level: "info".into(),
@@ -183,7 +185,11 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_SHUTDOWN_TIMEOUT_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_timeout_secs: Option<u64>,
-    /// Storage page cache, in MiB.
+    /// The storage engine of a new single node's journal: `log` or `sled`.
+    #[arg(long, global = true, env = "ECOMMESH_JOURNAL_ENGINE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_engine: Option<String>,
+    /// sled's page cache (cluster nodes, or `journal_engine = "sled"`), in MiB.
     #[arg(long, global = true, env = "ECOMMESH_CACHE_CAPACITY_MB")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_capacity_mb: Option<u64>,
@@ -399,6 +405,12 @@ impl Config {
         range("max_body_bytes", self.max_body_bytes, 256, 64 << 20)?;
         range("shutdown_timeout_secs", self.shutdown_timeout_secs, 0, 3600)?;
         range("cache_capacity_mb", self.cache_capacity_mb, 1, 1 << 20)?;
+        if !matches!(self.journal_engine.as_str(), "log" | "sled") {
+            bail!(
+                "invalid configuration: `journal_engine` must be \"log\" or \"sled\", got {:?}",
+                self.journal_engine
+            );
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!(
                 "invalid configuration: `log_format` must be \"text\" or \"json\", got {:?}",

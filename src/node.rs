@@ -14,7 +14,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::{anyhow, Context};
 use ecommesh_actors::entities::{Cart, Customer, Order, Payment, Product, Session};
 use ecommesh_actors::Runtime;
-use ecommesh_persistence::{EventStore, StoreError, StoreOptions};
+use ecommesh_persistence::{Engine, EventStore, StoreError, StoreOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::limiter::LoginLimiter;
@@ -280,6 +280,10 @@ fn open_with<T>(
 ) -> anyhow::Result<T> {
     let mut opts = StoreOptions::new(config.data_dir.join("journal"), config.shards);
     opts.cache_capacity = config.cache_capacity_mb * 1024 * 1024;
+    opts.engine = match config.journal_engine.as_str() {
+        "sled" => Engine::Sled,
+        _ => Engine::Log,
+    };
     let dir = config.data_dir.display();
     match open(&opts) {
         Ok(s) => Ok(s),

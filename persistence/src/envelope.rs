@@ -146,7 +146,51 @@ impl Snapshot {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), StoreError> {
+/// Appends the record of one append of `events` to `entity` after `expected_seq` to
+/// `out`: `count u32 | (len u32 | envelope)*`. Returns the last sequence number.
+pub(crate) fn encode_events(
+    out: &mut Vec<u8>,
+    entity: &str,
+    expected_seq: u64,
+    events: &[NewEvent],
+) -> Result<u64, StoreError> {
+    out.reserve(
+        4 + events
+            .iter()
+            .map(|e| 40 + entity.len() + e.event_type.len() + e.payload.len())
+            .sum::<usize>(),
+    );
+    out.extend_from_slice(&(events.len() as u32).to_be_bytes());
+    let mut seq = expected_seq;
+    for ev in events {
+        seq += 1;
+        let env = encode_parts(
+            entity,
+            seq,
+            ev.schema_version,
+            &ev.event_type,
+            ev.timestamp_ms,
+            &ev.payload,
+        )?;
+        out.extend_from_slice(&(env.len() as u32).to_be_bytes());
+        out.extend_from_slice(&env);
+    }
+    Ok(seq)
+}
+
+/// Decodes the events of one append record (see [`encode_events`]).
+pub(crate) fn decode_events(raw: &[u8]) -> Result<Vec<EventEnvelope>, StoreError> {
+    let mut r = Reader::new(raw);
+    let count = r.u32()? as usize;
+    let mut out = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let len = r.u32()? as usize;
+        out.push(EventEnvelope::decode(r.take(len)?)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), StoreError> {
     let len = u16::try_from(s.len())
         .map_err(|_| StoreError::Invalid(format!("string of {} bytes is too long", s.len())))?;
     out.extend_from_slice(&len.to_be_bytes());
@@ -154,13 +198,18 @@ fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-struct Reader<'a> {
+/// Reads the big-endian fields of a stored record, front to back; running out of bytes is a
+/// [`StoreError::Corrupt`].
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, at: 0 }
+    }
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         let end = self
             .at
             .checked_add(n)
@@ -175,26 +224,34 @@ impl<'a> Reader<'a> {
         self.at = end;
         Ok(out)
     }
-    fn u8(&mut self) -> Result<u8, StoreError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, StoreError> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, StoreError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, StoreError> {
         Ok(u16::from_be_bytes(
             self.take(2)?.try_into().expect("2 bytes"),
         ))
     }
-    fn u64(&mut self) -> Result<u64, StoreError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, StoreError> {
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    pub(crate) fn u64(&mut self) -> Result<u64, StoreError> {
         Ok(u64::from_be_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
     fn str(&mut self) -> Result<String, StoreError> {
+        self.str_ref().map(str::to_owned)
+    }
+    /// A `len u16 | utf-8` string, borrowed.
+    pub(crate) fn str_ref(&mut self) -> Result<&'a str, StoreError> {
         let len = self.u16()? as usize;
-        let raw = self.take(len)?;
-        String::from_utf8(raw.to_vec())
+        std::str::from_utf8(self.take(len)?)
             .map_err(|_| StoreError::Corrupt("string is not utf-8".into()))
     }
-    fn rest(&mut self) -> &'a [u8] {
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
         let out = &self.bytes[self.at..];
         self.at = self.bytes.len();
         out

@@ -10,14 +10,19 @@
 //! - An append is durable only once [`GroupCommit`] has flushed it; callers acknowledge
 //!   nothing before that.
 //!
-//! Nothing outside this crate names the storage engine (sled) or the codec (bincode): they
-//! sit behind [`EventStore`] and [`Codec`] so either can be swapped.
+//! Nothing outside this crate names a storage engine or the codec (bincode): they sit
+//! behind [`EventStore`] and [`Codec`] so either can be swapped. A single node keeps its
+//! journal in [`LogStore`] (one append-only file); a cluster node in [`SledStore`], next
+//! to its consensus logs.
+
+use std::path::{Path, PathBuf};
 
 pub mod codec;
 pub mod envelope;
 pub mod error;
 pub mod group_commit;
 pub mod journal;
+pub mod log_store;
 pub mod memory;
 pub mod replica;
 mod sled_replica;
@@ -30,15 +35,71 @@ pub use envelope::{EventEnvelope, NewEvent, Snapshot};
 pub use error::{CodecError, StoreError};
 pub use group_commit::{FlushTicket, GroupCommit};
 pub use journal::{EventStore, ShardEvent, ShardId, ShardPage};
+pub use log_store::LogStore;
 pub use memory::MemoryStore;
 pub use replica::{Append, AppendOutcome, ConsensusLog, ReplicatedStore};
-pub use sled_store::{SledStore, StoreOptions};
+pub use sled_store::SledStore;
 pub use verify::{verify, Verification};
 
-/// Opens the durable store of a data directory with the default engine. Code outside
-/// this crate calls this rather than naming the engine, so the engine can be swapped.
+/// The storage engines a journal directory can be in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// [`LogStore`]: one append-only file indexed in memory.
+    #[default]
+    Log,
+    /// [`SledStore`]: a sled database.
+    Sled,
+}
+
+impl Engine {
+    /// The engine of the journal already in `dir`, if there is one.
+    pub fn found_in(dir: &Path) -> Option<Engine> {
+        if dir.join(log_store::LOG_FILE).exists() {
+            Some(Engine::Log)
+        } else if dir.join("conf").exists() || dir.join("db").exists() {
+            Some(Engine::Sled)
+        } else {
+            None
+        }
+    }
+}
+
+/// How to open a journal directory.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub path: PathBuf,
+    /// Fixed per data directory: opening with another count fails.
+    pub shards: u32,
+    /// The engine of a new single-node journal; an existing one stays in its engine.
+    pub engine: Engine,
+    /// sled's page cache size, in bytes (sled only).
+    pub cache_capacity: u64,
+}
+
+impl StoreOptions {
+    pub fn new(path: impl Into<PathBuf>, shards: u32) -> Self {
+        StoreOptions {
+            path: path.into(),
+            shards,
+            engine: Engine::default(),
+            cache_capacity: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Opens a single node's journal: in the engine its directory already holds, or in
+/// `opts.engine` when it is new. Code outside this crate calls this rather than naming
+/// the engine.
 pub fn open_store(opts: &StoreOptions) -> Result<std::sync::Arc<dyn EventStore>, StoreError> {
-    Ok(std::sync::Arc::new(SledStore::open(opts)?))
+    let engine = Engine::found_in(&opts.path).unwrap_or(opts.engine);
+    if engine != opts.engine {
+        tracing::info!(dir = %opts.path.display(), ?engine, "the journal stays in the engine it was created in");
+    }
+    Ok(match engine {
+        Engine::Log => std::sync::Arc::new(LogStore::open(opts)?),
+        Engine::Sled => std::sync::Arc::new(SledStore::open(opts)?),
+    })
 }
 
 /// A cluster node's store: its event journal, driven by consensus logs kept in the same
@@ -50,6 +111,13 @@ pub type Replicated = (
 
 /// Opens the durable store of a data directory for a cluster node.
 pub fn open_replicated_store(opts: &StoreOptions) -> Result<Replicated, StoreError> {
+    if Engine::found_in(&opts.path) == Some(Engine::Log) {
+        return Err(StoreError::Invalid(format!(
+            "{} holds a single node's journal; a cluster node keeps its journal with its \
+             consensus logs and needs a data directory of its own",
+            opts.path.display()
+        )));
+    }
     let store = std::sync::Arc::new(SledStore::open(opts)?);
     Ok((store.clone(), store))
 }

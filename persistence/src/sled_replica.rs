@@ -222,8 +222,8 @@ impl ConsensusLog for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sled_store::StoreOptions;
     use crate::testing::event;
+    use crate::StoreOptions;
 
     fn append(entity: &str, expected_seq: u64, n: u8) -> Append {
         Append {

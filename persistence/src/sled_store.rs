@@ -20,39 +20,20 @@
 //! acknowledged). Only what was [`flush`](EventStore::flush)ed is promised.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use parking_lot::Mutex;
 
-use crate::envelope::{encode_parts, EventEnvelope, NewEvent, Snapshot};
+use crate::envelope::{decode_events, encode_events, EventEnvelope, NewEvent, Snapshot};
 use crate::error::StoreError;
 use crate::journal::{check_shard, EventStore, ShardEvent, ShardId, ShardPage};
+use crate::StoreOptions;
 
 const META_SHARDS: &[u8] = b"shard_count";
 /// How long `open` waits for a lock that a store dropped in this process still holds.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Entities per shard whose last sequence number [`Head`] remembers.
 const REMEMBERED_SEQS: usize = 4096;
-
-/// How to open a [`SledStore`].
-#[derive(Debug, Clone)]
-pub struct StoreOptions {
-    pub path: PathBuf,
-    /// Fixed per data directory: opening with another count fails.
-    pub shards: u32,
-    /// sled's page cache size, in bytes.
-    pub cache_capacity: u64,
-}
-
-impl StoreOptions {
-    pub fn new(path: impl Into<PathBuf>, shards: u32) -> Self {
-        StoreOptions {
-            path: path.into(),
-            shards,
-            cache_capacity: 256 * 1024 * 1024,
-        }
-    }
-}
 
 pub(crate) struct Shard {
     pub(crate) tree: sled::Tree,
@@ -138,7 +119,7 @@ impl Shard {
                 "shard {shard} offset {last_offset} points at no event"
             ))
         })?;
-        let events = decode_record(&raw)?;
+        let events = decode_events(&raw)?;
         let first_offset = last_offset + 1 - events.len() as u64;
         Ok(events
             .into_iter()
@@ -279,29 +260,6 @@ pub(crate) fn log_key(offset: u64) -> [u8; 9] {
     k
 }
 
-/// Decodes the events of one append record.
-fn decode_record(raw: &[u8]) -> Result<Vec<EventEnvelope>, StoreError> {
-    let torn = || StoreError::Corrupt("append record truncated".into());
-    let count =
-        u32::from_be_bytes(raw.get(..4).ok_or_else(torn)?.try_into().expect("4 bytes")) as usize;
-    let mut out = Vec::with_capacity(count);
-    let mut at = 4;
-    for _ in 0..count {
-        let len = u32::from_be_bytes(
-            raw.get(at..at + 4)
-                .ok_or_else(torn)?
-                .try_into()
-                .expect("4 bytes"),
-        ) as usize;
-        at += 4;
-        out.push(EventEnvelope::decode(
-            raw.get(at..at + len).ok_or_else(torn)?,
-        )?);
-        at += len;
-    }
-    Ok(out)
-}
-
 pub(crate) fn be_u64(b: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(b.try_into().map_err(|_| {
         StoreError::Corrupt(format!("bad u64 key part of {} bytes", b.len()))
@@ -348,27 +306,8 @@ pub(crate) fn encode_append(
     expected_seq: u64,
     events: &[NewEvent],
 ) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
-    let mut record = Vec::with_capacity(
-        4 + events
-            .iter()
-            .map(|e| 40 + entity.len() + e.payload.len())
-            .sum::<usize>(),
-    );
-    record.extend_from_slice(&(events.len() as u32).to_be_bytes());
-    let mut seq = expected_seq;
-    for ev in events {
-        seq += 1;
-        let env = encode_parts(
-            entity,
-            seq,
-            ev.schema_version,
-            &ev.event_type,
-            ev.timestamp_ms,
-            &ev.payload,
-        )?;
-        record.extend_from_slice(&(env.len() as u32).to_be_bytes());
-        record.extend_from_slice(&env);
-    }
+    let mut record = Vec::new();
+    let seq = encode_events(&mut record, entity, expected_seq, events)?;
     Ok((event_key(prefix, seq), record))
 }
 
@@ -439,7 +378,7 @@ impl EventStore for SledStore {
         let mut out = Vec::new();
         for kv in s.tree.range(start..=end) {
             let (_, v) = kv.map_err(storage)?;
-            for env in decode_record(&v)? {
+            for env in decode_events(&v)? {
                 if env.seq > after_seq {
                     out.push(env);
                 }
