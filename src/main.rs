@@ -65,7 +65,10 @@ fn main() -> ExitCode {
         ecommesh::telemetry::init_logs(&config.log_format, &config.log_level);
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => ecommesh::run(config),
-            Command::Bench(args) => ecommesh::bench::run(&args),
+            Command::Bench(mut args) => {
+                args.journal_engine = config.journal_engine.clone();
+                ecommesh::bench::run(&args)
+            }
             Command::Check => ecommesh::node::check(&config),
             Command::CreateAdmin { email } => ecommesh::node::create_admin(&config, &email),
             Command::Cluster(c) => {

@@ -505,7 +505,11 @@ impl EventStore for LogStore {
     ) -> Result<Vec<EventEnvelope>, StoreError> {
         let locs: Vec<Loc> = {
             let index = self.shard(shard)?.lock();
-            let Some(e) = index.entities.get(entity) else {
+            let Some(e) = index
+                .entities
+                .get(entity)
+                .filter(|e| e.last_seq > after_seq)
+            else {
                 return Ok(Vec::new());
             };
             // From the append that holds `after_seq + 1` on.

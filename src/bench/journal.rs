@@ -19,7 +19,7 @@ use ecommesh_actors::recovery::{recover, snapshot};
 use ecommesh_actors::registry::shard_for;
 use ecommesh_actors::shard::store_key;
 use ecommesh_actors::{Entity, Runtime, RuntimeConfig};
-use ecommesh_persistence::{open_store, EventStore, StoreOptions};
+use ecommesh_persistence::{open_store, Engine, EventStore, StoreOptions};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -76,7 +76,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "raw fsync, 1 writer (200 B + fdatasync): {fsync_per_sec:>10.0} /s   p50 {fsync_p50_us} us"
     );
 
-    let store = open_store(&StoreOptions::new(dir.join("journal"), 64))?;
+    let mut opts = StoreOptions::new(dir.join("journal"), 64);
+    if args.journal_engine == "sled" {
+        opts.engine = Engine::Sled;
+    }
+    println!(
+        "journal engine: {:?}",
+        Engine::found_in(&opts.path).unwrap_or(opts.engine)
+    );
+    let store = open_store(&opts)?;
     let mut report = actix_web::rt::System::new().block_on(async {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let cfg = RuntimeConfig {
@@ -142,7 +150,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     drop(store);
     report.reopen_bytes = dir_bytes(&dir.join("journal"));
     let (rss, started) = (rss_bytes(), std::time::Instant::now());
-    let reopened = open_store(&StoreOptions::new(dir.join("journal"), 64))?;
+    let reopened = open_store(&opts)?;
     report.reopen_ms = started.elapsed().as_secs_f64() * 1e3;
     report.reopen_rss_bytes = rss_bytes().saturating_sub(rss);
     drop(reopened);

@@ -47,6 +47,9 @@ pub struct BenchArgs {
     /// Directory for the benchmark's journal (default: a fresh temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// journal: the engine to measure (the configuration's `journal_engine`).
+    #[arg(skip)]
+    pub journal_engine: String,
     /// ws: subscriber counts to measure, each on a fresh node (1 is the baseline).
     #[arg(long, value_delimiter = ',', default_value = "1,1000,10000")]
     pub subscribers: Vec<usize>,
