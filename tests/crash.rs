@@ -101,6 +101,12 @@ fn acknowledged_writes_survive_kill_9() {
         "too few writes before the crash to prove anything: {acked}"
     );
 
+    // The default engine is what was crashed: one append-only file.
+    assert!(
+        data.join("journal").join("events.log").exists(),
+        "the single node's journal should be the log file"
+    );
+
     // The journal the crash left is consistent (after dropping a torn tail, if any).
     let check = std::process::Command::new(common::BIN)
         .args(["check", "--shards", "16", "--data-dir"])

@@ -248,6 +248,10 @@ async fn run_all(args: &BenchArgs, scenarios: &[Scenario]) -> anyhow::Result<()>
     );
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
+        // Below actix's 5 s keep-alive: a connection idle while the scenarios ran must not
+        // be reused just as the server closes it ("connection closed before message
+        // completed" at the result checks, seen once in CI).
+        .pool_idle_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))
         .build()?;
