@@ -10,6 +10,13 @@
 //! 5. Commit the reservations (stock sold), mark the order paid, clear the cart if it is
 //!    still the version that was bought.
 //!
+//! The steps up to the charge, and those after it, are only written, not waited for one
+//! by one (on a single node's log-file journal, whose writes survive a crash in the order
+//! they were made): the saga waits for them to be durable twice, before it charges and
+//! before it answers. Nothing leaves the node that a crash could take back, and a crash
+//! midway leaves a prefix of the saga, as if it had stopped there. Everyone else reading
+//! these entities still sees only what is durable.
+//!
 //! The order id is derived from the customer and the `Idempotency-Key`, so retries and
 //! concurrent duplicates meet in one order entity: one of them places it and runs the
 //! saga, the others wait for its outcome and answer the same. The same key with another
@@ -149,13 +156,20 @@ pub async fn checkout(
     if existing.status != OrderStatus::New {
         return replay(&node, &id, existing, &request_hash).await;
     }
-    Saga {
+    let answer = Saga {
         node: &node,
         id: &id,
         customer: &caller.id,
     }
     .run(request, request_hash)
-    .await
+    .await;
+    // The saga's steps after the charge were only written: answer once they are durable.
+    node.orders.sync().await.map_err(storage)?;
+    answer
+}
+
+fn storage(e: ecommesh_persistence::StoreError) -> ApiError {
+    EntityError::<ecommesh_actors::entities::order::OrderRejection>::Storage(e).into()
 }
 
 /// Answers a retry: the same key with the same body gets the first attempt's outcome.
@@ -247,7 +261,7 @@ impl Saga<'_> {
     ) -> Result<HttpResponse, ApiError> {
         let node = self.node;
         // 1. One version of the cart.
-        let cart = node.carts.read(self.customer.to_owned()).await?;
+        let cart = node.carts.read_unsynced(self.customer.to_owned()).await?;
         if cart.state.items.is_empty() {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -298,7 +312,11 @@ impl Saga<'_> {
                 request_hash: request_hash.clone(),
             }),
         };
-        let placed = match node.orders.execute(self.id.to_owned(), place, None).await {
+        let placed = match node
+            .orders
+            .execute_unsynced(self.id.to_owned(), place, None)
+            .await
+        {
             Ok(reply) => reply.state,
             Err(EntityError::Rejected(
                 ecommesh_actors::entities::order::OrderRejection::AlreadyPlaced,
@@ -320,6 +338,8 @@ impl Saga<'_> {
             }
         };
         let total = placed.total.expect("a placed order has a total");
+        // The order and its holds are durable before any money moves.
+        node.orders.sync().await.map_err(storage)?;
 
         // 4. Charge, and record the answer before acting on it.
         let provider = &node.payment_provider;
@@ -350,7 +370,7 @@ impl Saga<'_> {
         };
         let payment = node
             .payments
-            .execute(self.id.to_owned(), record, None)
+            .execute_unsynced(self.id.to_owned(), record, None)
             .await?
             .state;
         let charge_id = match &payment.outcome {
@@ -376,6 +396,7 @@ impl Saga<'_> {
             if let Err(e) = sold {
                 // The hold expired and the stock went elsewhere: give the money back.
                 tracing::warn!(order = self.id, product = %r.product_id, error = %e, "reservation lost after charging; refunding");
+                node.orders.sync().await.map_err(storage)?;
                 let _ = provider.refund(&charge_id, total).await;
                 let _ = node
                     .payments
@@ -399,7 +420,7 @@ impl Saga<'_> {
         };
         let paid = match node
             .orders
-            .execute(self.id.to_owned(), mark_paid, None)
+            .execute_unsynced(self.id.to_owned(), mark_paid, None)
             .await
         {
             Ok(paid) => paid,
@@ -407,6 +428,7 @@ impl Saga<'_> {
                 ecommesh_actors::entities::order::OrderRejection::IllegalTransition { .. },
             )) => {
                 // Cancelled while we were charging: undo the sale and the charge.
+                node.orders.sync().await.map_err(storage)?;
                 let order = node.orders.read(self.id.to_owned()).await?.state;
                 crate::http::orders::settle(node, self.id, &order).await?;
                 return Err(cancelled(self.id, &order));
@@ -419,7 +441,7 @@ impl Saga<'_> {
         for _ in 0..3 {
             let clear = node
                 .carts
-                .execute(
+                .execute_unsynced(
                     self.customer.to_owned(),
                     ecommesh_actors::entities::cart::CartCommand::Clear,
                     Some(cart.seq),
@@ -447,7 +469,7 @@ impl Saga<'_> {
             match self
                 .node
                 .products
-                .execute(product.to_owned(), commit, None)
+                .execute_unsynced(product.to_owned(), commit, None)
                 .await
             {
                 Ok(_) => return Ok(()),
@@ -483,7 +505,9 @@ impl Saga<'_> {
                     ttl_ms,
                 };
                 let product_id = l.product_id.clone();
-                actix_web::rt::spawn(async move { products.execute(product_id, cmd, None).await })
+                actix_web::rt::spawn(async move {
+                    products.execute_unsynced(product_id, cmd, None).await
+                })
             })
             .collect();
         let mut held = Vec::new();

@@ -38,8 +38,19 @@ pub trait Journal: Send + Sync + 'static {
     /// may show it, so it is shown only once this ticket is durable.
     fn last_ticket(&self, shard: ShardId) -> Ticket;
 
-    /// Calls `then` once every append made so far in `shard` is settled.
+    /// Calls `then` once every append made so far in `shard` is settled. On a journal that
+    /// [keeps write order](Journal::keeps_write_order) that covers every shard.
     fn after_pending(&self, shard: ShardId, then: Flushed);
+
+    /// True when appends of every shard become durable in the order they were made and a
+    /// crash keeps only a prefix of them (a single node's log file). Then a caller may go
+    /// on from an append that is written but not yet durable, as long as it waits for
+    /// [`Journal::after_pending`] before anything it decided leaves the node: whatever
+    /// survives a crash is still a prefix of what it did. A consensus journal cannot offer
+    /// this: an append is not even final until a majority has it.
+    fn keeps_write_order(&self) -> bool {
+        false
+    }
 }
 
 /// The single-node journal: the local store, made durable by group commit.
@@ -84,5 +95,9 @@ impl Journal for LocalJournal {
 
     fn after_pending(&self, _shard: ShardId, then: Flushed) {
         self.commit.on_durable(then);
+    }
+
+    fn keeps_write_order(&self) -> bool {
+        self.store.keeps_write_order()
     }
 }

@@ -167,6 +167,7 @@ impl Runtime {
         Registry {
             shards: Arc::new(shards),
             capacity,
+            journal: self.journal.clone(),
             _entity: PhantomData,
         }
     }
@@ -193,6 +194,7 @@ struct ShardHandle<E: Entity> {
 pub struct Registry<E: Entity> {
     shards: Arc<Vec<ShardHandle<E>>>,
     capacity: usize,
+    journal: Arc<dyn Journal>,
     _entity: PhantomData<fn() -> E>,
 }
 
@@ -201,6 +203,7 @@ impl<E: Entity> Clone for Registry<E> {
         Registry {
             shards: self.shards.clone(),
             capacity: self.capacity,
+            journal: self.journal.clone(),
             _entity: PhantomData,
         }
     }
@@ -226,7 +229,64 @@ impl<E: Entity> Registry<E> {
         command: E::Command,
         expected_seq: Option<u64>,
     ) -> Outcome<E> {
+        self.run(id.into(), command, expected_seq, false).await
+    }
+
+    /// Like [`Registry::execute`], but on a journal that
+    /// [keeps write order](Journal::keeps_write_order) it resolves once the events are
+    /// written, before they are durable; elsewhere it is `execute`. For a multi-step
+    /// operation (checkout) that pays one flush wait for many steps: the caller must
+    /// [`Registry::sync`] before anything it decided leaves the node (a payment, an
+    /// answer), and a crash before that keeps only a prefix of its steps, as if it had
+    /// stopped there. Everyone else still sees only what is durable.
+    pub async fn execute_unsynced(
+        &self,
+        id: impl Into<String>,
+        command: E::Command,
+        expected_seq: Option<u64>,
+    ) -> Outcome<E> {
+        let unsynced = self.journal.keeps_write_order();
+        self.run(id.into(), command, expected_seq, unsynced).await
+    }
+
+    /// Like [`Registry::read`], but answers at once with what may not be durable yet, on a
+    /// journal that keeps write order (see [`Registry::execute_unsynced`]).
+    pub async fn read_unsynced(&self, id: impl Into<String>) -> Outcome<E> {
         let id = id.into();
+        let shard = self.shard_of(&id);
+        let unsynced = self.journal.keeps_write_order();
+        self.send(shard, |reply_to| Read {
+            id,
+            unsynced,
+            reply_to,
+        })
+        .await
+    }
+
+    /// Resolves once everything written so far, by every registry of this runtime, is
+    /// durable: what an unsynced step showed can now be acted on.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        if !self.journal.keeps_write_order() {
+            // Every answer given was durable already.
+            return Ok(());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.journal.after_pending(
+            0,
+            Box::new(move |flushed| {
+                let _ = tx.send(flushed);
+            }),
+        );
+        rx.await.unwrap_or(Err(StoreError::ShutDown))
+    }
+
+    async fn run(
+        &self,
+        id: String,
+        command: E::Command,
+        expected_seq: Option<u64>,
+        unsynced: bool,
+    ) -> Outcome<E> {
         let shard = self.shard_of(&id);
         let mut retries = if expected_seq.is_none() {
             CONFLICT_RETRIES
@@ -240,6 +300,7 @@ impl<E: Entity> Registry<E> {
                     id,
                     command,
                     expected_seq,
+                    unsynced,
                     reply_to,
                 })
                 .await;
@@ -258,7 +319,12 @@ impl<E: Entity> Registry<E> {
     pub async fn read(&self, id: impl Into<String>) -> Outcome<E> {
         let id = id.into();
         let shard = self.shard_of(&id);
-        self.send(shard, |reply_to| Read { id, reply_to }).await
+        self.send(shard, |reply_to| Read {
+            id,
+            unsynced: false,
+            reply_to,
+        })
+        .await
     }
 
     async fn send<M>(&self, shard: ShardId, message: impl FnOnce(ReplyTo<E>) -> M) -> Outcome<E>

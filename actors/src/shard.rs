@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -56,6 +56,8 @@ pub struct Execute<E: Entity> {
     pub id: String,
     pub command: E::Command,
     pub expected_seq: Option<u64>,
+    /// Reply once the events are written, before they are durable ([`Registry::execute_unsynced`](crate::Registry::execute_unsynced)).
+    pub unsynced: bool,
     pub reply_to: ReplyTo<E>,
 }
 
@@ -66,6 +68,8 @@ impl<E: Entity> Message for Execute<E> {
 /// Reads an entity's current (durable) state.
 pub struct Read<E: Entity> {
     pub id: String,
+    /// Reply at once, even with appends not yet durable.
+    pub unsynced: bool,
     pub reply_to: ReplyTo<E>,
 }
 
@@ -417,16 +421,46 @@ impl<E: Entity> Shard<E> {
     }
 
     /// Sends the outcome now, or hands it to the journal to send once it is durable.
-    fn respond(&mut self, id: &str, pending: Pending<E>, reply_to: ReplyTo<E>, me: Addr<Self>) {
+    /// `unsynced`: send it as soon as it is written (the caller syncs before acting on it).
+    fn respond(
+        &mut self,
+        id: &str,
+        pending: Pending<E>,
+        unsynced: bool,
+        reply_to: ReplyTo<E>,
+        me: Addr<Self>,
+    ) {
         let (reply, durable) = match pending {
             Ok(p) => p,
             Err(e) => {
-                let _ = reply_to.send(Err(e));
+                // A rejection or conflict was decided on the entity's state: like a read,
+                // it is told only once that state is durable (a crash could take back the
+                // write that left a product out of stock).
+                let on_state = matches!(e, EntityError::Rejected(_) | EntityError::Conflict { .. });
+                let settled = self
+                    .entities
+                    .get(id)
+                    .is_none_or(|s| self.journal.is_durable(self.id, s.ticket));
+                if on_state && !settled && !unsynced {
+                    self.journal.after_pending(
+                        self.id,
+                        Box::new(move |flushed| {
+                            let _ =
+                                reply_to.send(flushed.map_err(EntityError::Storage).and(Err(e)));
+                        }),
+                    );
+                } else {
+                    let _ = reply_to.send(Err(e));
+                }
                 return;
             }
         };
         let write = match durable {
             Durable::Now => {
+                let _ = reply_to.send(Ok(reply));
+                return;
+            }
+            Durable::AfterFlush if unsynced => {
                 let _ = reply_to.send(Ok(reply));
                 return;
             }
@@ -453,10 +487,12 @@ impl<E: Entity> Shard<E> {
         let seq = reply.seq;
         let evict_id: Box<str> = id.into();
         let snapshot_key = key.clone();
+        let early = unsynced.then(|| reply.clone());
         let answer = Answer::<E> {
-            reply_to: Some(reply_to),
+            reply_to: Arc::new(Mutex::new(Some(reply_to))),
             entity: key.clone(),
         };
+        let early_answer = early.as_ref().map(|_| answer.reply_to.clone());
         let done = Box::new(move |appended: Result<u64, StoreError>| {
             match appended {
                 Ok(_) => {
@@ -488,6 +524,13 @@ impl<E: Entity> Shard<E> {
             Ok(ticket) => {
                 if let Some(slot) = self.entities.get_mut(id) {
                     slot.ticket = ticket;
+                }
+                // Written: unless `done` has answered already (an error known at once),
+                // the caller goes on now; a failed flush reaches it through its sync.
+                if let (Some(reply), Some(tx)) = (early, early_answer) {
+                    if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        let _ = tx.send(Ok(reply));
+                    }
                 }
             }
             // `done` was dropped unanswered: its caller is told the entity crashed.
@@ -564,7 +607,7 @@ impl<E: Entity> Handler<Execute<E>> for Shard<E> {
     fn handle(&mut self, msg: Execute<E>, ctx: &mut Self::Context) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
         let pending = self.contained(&msg.id, |shard| shard.execute(&msg));
-        self.respond(&msg.id, pending, msg.reply_to, ctx.address());
+        self.respond(&msg.id, pending, msg.unsynced, msg.reply_to, ctx.address());
     }
 }
 
@@ -574,7 +617,7 @@ impl<E: Entity> Handler<Read<E>> for Shard<E> {
     fn handle(&mut self, msg: Read<E>, ctx: &mut Self::Context) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
         let pending = self.contained(&msg.id, |shard| shard.read(&msg.id));
-        self.respond(&msg.id, pending, msg.reply_to, ctx.address());
+        self.respond(&msg.id, pending, msg.unsynced, msg.reply_to, ctx.address());
     }
 }
 
@@ -625,15 +668,23 @@ fn entity_error<R>(e: StoreError) -> EntityError<R> {
 }
 
 /// The caller of a write, answered exactly once: if the journal drops the write without
-/// answering (it panicked), the caller learns that the entity crashed.
+/// answering (it panicked), the caller learns that the entity crashed. Shared with the
+/// shard, which answers an unsynced write as soon as it is written.
 struct Answer<E: Entity> {
-    reply_to: Option<ReplyTo<E>>,
+    reply_to: Arc<Mutex<Option<ReplyTo<E>>>>,
     entity: String,
 }
 
 impl<E: Entity> Answer<E> {
-    fn send(mut self, outcome: Outcome<E>) {
-        if let Some(tx) = self.reply_to.take() {
+    fn take(&self) -> Option<ReplyTo<E>> {
+        self.reply_to
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    fn send(self, outcome: Outcome<E>) {
+        if let Some(tx) = self.take() {
             let _ = tx.send(outcome);
         }
     }
@@ -641,7 +692,7 @@ impl<E: Entity> Answer<E> {
 
 impl<E: Entity> Drop for Answer<E> {
     fn drop(&mut self) {
-        if let Some(tx) = self.reply_to.take() {
+        if let Some(tx) = self.take() {
             let _ = tx.send(Err(EntityError::Crashed {
                 entity: std::mem::take(&mut self.entity),
             }));

@@ -496,3 +496,104 @@ async fn the_observer_hears_every_durable_change_in_order_and_nothing_else() {
     assert_eq!(heard.lock().len(), 100);
     assert!(rt.shutdown().is_err());
 }
+
+/// Waits (bounded) for a spawned step, failing the test if it never ends.
+async fn finished<T>(task: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the step never finished")
+        .expect("the step panicked")
+}
+
+#[actix_rt::test]
+async fn an_unsynced_step_answers_once_written_and_everyone_else_waits_for_the_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultStore::new(open(&dir, 2)));
+    assert!(faults.keeps_write_order(), "a new journal is the log file");
+    let rt = Runtime::start(faults.clone(), config());
+    let counters = rt.registry::<Counter>();
+    faults.hold_flushes(true);
+
+    let written = counters.clone();
+    let step = actix_rt::spawn(async move {
+        written
+            .execute_unsynced("c", CounterCmd::Add(2), None)
+            .await
+    });
+    let reply = finished(step).await.unwrap();
+    assert_eq!((reply.seq, *reply.state), (1, 2));
+    let shown = counters.clone();
+    let sees_it = counters.clone();
+    let synced = counters.clone();
+    let read = actix_rt::spawn(async move { shown.read("c").await });
+    // A rejection decided on the unsynced state is one more reader of it.
+    let conflict =
+        actix_rt::spawn(async move { sees_it.execute("c", CounterCmd::Add(1), Some(0)).await });
+    let sync = actix_rt::spawn(async move { synced.sync().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !read.is_finished(),
+        "a read showed a write before it was durable"
+    );
+    assert!(
+        !conflict.is_finished(),
+        "a conflict told of a write before it was durable"
+    );
+    assert!(!sync.is_finished(), "sync returned before the flush");
+
+    faults.hold_flushes(false);
+    finished(sync).await.unwrap();
+    assert_eq!(*finished(read).await.unwrap().state, 2);
+    assert!(matches!(
+        finished(conflict).await,
+        Err(EntityError::Conflict { actual: 1, .. })
+    ));
+    rt.shutdown().unwrap();
+}
+
+#[actix_rt::test]
+async fn unsynced_steps_are_durable_steps_where_the_journal_cannot_keep_write_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = StoreOptions::new(dir.path().join("db"), 2);
+    opts.engine = ecommesh_persistence::Engine::Sled;
+    let faults = Arc::new(FaultStore::new(open_store(&opts).unwrap()));
+    assert!(!faults.keeps_write_order());
+    let rt = Runtime::start(faults.clone(), config());
+    let counters = rt.registry::<Counter>();
+    faults.hold_flushes(true);
+    let written = counters.clone();
+    let step = actix_rt::spawn(async move {
+        written
+            .execute_unsynced("c", CounterCmd::Add(2), None)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!step.is_finished(), "answered before its write was durable");
+    faults.hold_flushes(false);
+    assert_eq!(finished(step).await.unwrap().seq, 1);
+    rt.shutdown().unwrap();
+}
+
+#[actix_rt::test]
+async fn a_failed_flush_after_unsynced_steps_fails_their_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultStore::new(open(&dir, 2)));
+    let rt = Runtime::start(faults.clone(), config());
+    let counters = rt.registry::<Counter>();
+    counters
+        .execute("c", CounterCmd::Add(1), None)
+        .await
+        .unwrap();
+    faults.fail_flushes(true);
+    // Written, so answered; the flush that would make it durable fails.
+    let step = counters
+        .execute_unsynced("c", CounterCmd::Add(5), None)
+        .await;
+    assert_eq!(step.unwrap().seq, 2);
+    assert!(counters.sync().await.is_err(), "sync hid a failed flush");
+    assert!(matches!(
+        counters.read("c").await,
+        Err(EntityError::Storage(_))
+    ));
+    assert!(rt.shutdown().is_err());
+}

@@ -107,6 +107,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// Makes every write that returned before this call durable. Returns when it is on disk.
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// True when writes of every shard become durable in the order they returned and a
+    /// crash keeps a prefix of them: one file, cut at open at its first torn record. Then
+    /// a flush also covers every write that returned before any write it covers, and no
+    /// write survives a crash that an earlier one did not.
+    fn keeps_write_order(&self) -> bool {
+        false
+    }
+
     /// Every entity with at least one event in the shard, in key order. A full scan: for
     /// checks and rebuilds, not for serving requests.
     fn entities(&self, shard: ShardId) -> Result<Vec<String>, StoreError>;

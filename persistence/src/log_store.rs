@@ -639,6 +639,12 @@ impl EventStore for LogStore {
         })
     }
 
+    /// Every record goes to the one file's end under one lock, so the file's order is the
+    /// order writes returned in, and open cuts the file at its first torn record.
+    fn keeps_write_order(&self) -> bool {
+        true
+    }
+
     fn entities(&self, shard: ShardId) -> Result<Vec<String>, StoreError> {
         let mut out: Vec<String> = self
             .shard(shard)?

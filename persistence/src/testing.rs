@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::envelope::{EventEnvelope, NewEvent, Snapshot};
 use crate::error::StoreError;
@@ -178,14 +178,16 @@ fn out_of_range_shard_is_an_error(s: Arc<dyn EventStore>) {
     assert!(s.save_offset("c", n, 1).is_err());
 }
 
-/// Wraps a store and injects faults at its IO sites: failing or slow flushes, and a panic
-/// inside `append` for one entity (as a storage engine bug would). Counts flushes.
+/// Wraps a store and injects faults at its IO sites: failing, slow or held flushes, and a
+/// panic inside `append` for one entity (as a storage engine bug would). Counts flushes.
 pub struct FaultStore {
     inner: Arc<dyn EventStore>,
     fail_flush: AtomicBool,
     flush_delay_us: AtomicU64,
     flushes: AtomicUsize,
     panic_on_append: Mutex<Option<String>>,
+    held: Mutex<bool>,
+    released: Condvar,
 }
 
 impl FaultStore {
@@ -196,6 +198,8 @@ impl FaultStore {
             flush_delay_us: AtomicU64::new(0),
             flushes: AtomicUsize::new(0),
             panic_on_append: Mutex::new(None),
+            held: Mutex::new(false),
+            released: Condvar::new(),
         }
     }
 
@@ -213,6 +217,12 @@ impl FaultStore {
     /// Appends to this entity panic (`None`: no more panics).
     pub fn panic_on_append_to(&self, entity: Option<&str>) {
         *self.panic_on_append.lock() = entity.map(str::to_owned);
+    }
+
+    /// While held, every flush waits (a stalled disk): what is written stays undurable.
+    pub fn hold_flushes(&self, hold: bool) {
+        *self.held.lock() = hold;
+        self.released.notify_all();
     }
 
     pub fn flushes(&self) -> usize {
@@ -275,7 +285,15 @@ impl EventStore for FaultStore {
     fn entities(&self, shard: ShardId) -> Result<Vec<String>, StoreError> {
         self.inner.entities(shard)
     }
+    fn keeps_write_order(&self) -> bool {
+        self.inner.keeps_write_order()
+    }
     fn flush(&self) -> Result<(), StoreError> {
+        let mut held = self.held.lock();
+        while *held {
+            self.released.wait(&mut held);
+        }
+        drop(held);
         let delay = self.flush_delay_us.load(Ordering::SeqCst);
         if delay > 0 {
             std::thread::sleep(Duration::from_micros(delay));

@@ -116,6 +116,36 @@ impl<E: Entity> Entities<E> {
         self.call(Call::Read { id: id.into() }).await
     }
 
+    /// [`Registry::execute_unsynced`] on a single node; in a cluster, where nothing is
+    /// final before a majority has it, [`Entities::execute`].
+    pub async fn execute_unsynced(
+        &self,
+        id: impl Into<String>,
+        command: E::Command,
+        expected_seq: Option<u64>,
+    ) -> Outcome<E> {
+        match self.cluster {
+            None => self.local.execute_unsynced(id, command, expected_seq).await,
+            Some(_) => self.execute(id, command, expected_seq).await,
+        }
+    }
+
+    /// [`Registry::read_unsynced`] on a single node; [`Entities::read`] in a cluster.
+    pub async fn read_unsynced(&self, id: impl Into<String>) -> Outcome<E> {
+        match self.cluster {
+            None => self.local.read_unsynced(id).await,
+            Some(_) => self.read(id).await,
+        }
+    }
+
+    /// Waits until every unsynced step so far is durable ([`Registry::sync`]).
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        match self.cluster {
+            None => self.local.sync().await,
+            Some(_) => Ok(()),
+        }
+    }
+
     pub async fn live_entities(&self) -> usize {
         self.local.live_entities().await
     }
