@@ -1,6 +1,9 @@
 //! Kill -9 during a stream of checkouts, restart: every order that got a 201 exists and is
 //! paid, interrupted checkouts are resumed or compensated, and every product's stock adds
 //! up (available + reserved + sold == every unit ever added) with nothing oversold.
+//! On the single node's log-file journal the saga's steps are only written between its two
+//! flushes (before the charge, before the answer), so this is also the test that a crash
+//! between them leaves a prefix of the saga that recovery can settle.
 
 mod common;
 
