@@ -163,8 +163,10 @@ pub async fn checkout(
     }
     .run(request, request_hash)
     .await;
-    // The saga's steps after the charge were only written: answer once they are durable.
-    node.orders.sync().await.map_err(storage)?;
+    if answer.is_err() {
+        // Whatever the saga wrote on its way to this error is durable before it is told.
+        node.orders.sync().await.map_err(storage)?;
+    }
     answer
 }
 
@@ -451,6 +453,9 @@ impl Saga<'_> {
                 break;
             }
         }
+        // The steps since the charge were only written: answer once they are durable (and
+        // the view's reads need not wait each for a flush of their own).
+        node.orders.sync().await.map_err(storage)?;
         metrics::counter!("ecommesh_checkouts_total", "outcome" => "paid").increment(1);
         Ok(HttpResponse::Created().json(order_view(node, self.id, &paid.state).await?))
     }

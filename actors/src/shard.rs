@@ -243,7 +243,9 @@ impl<E: Entity> Shard<E> {
                 let slot = Slot {
                     state: Arc::new(r.state),
                     seq: r.seq,
-                    ticket,
+                    // An entity with no events shows nothing a crash could take back: a
+                    // new order need not wait for everyone else's flush to be read.
+                    ticket: if r.seq == 0 { 0 } else { ticket },
                     last_used_ms: self.elapsed_ms(now),
                     since_snapshot: r.replayed.min(u32::MAX as u64) as u32,
                 };
