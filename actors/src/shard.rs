@@ -15,8 +15,10 @@
 //!   is rebuilt from its journal on the next command, so nothing unwritten survives.
 //!   Appends are conditional on the sequence number, so an append decided on state that
 //!   turned out stale is refused by the journal, never written twice or out of order.
-//! - A read of an entity with appends not yet durable waits for them, so nothing is
-//!   ever reported that a crash could take back.
+//! - A read of an entity with appends not yet durable waits for them, and so does a
+//!   rejection or conflict decided on that state, so nothing is ever reported that a
+//!   crash could take back. The one exception is asked for: an unsynced command or read
+//!   (a saga's step) answers once written, and its caller syncs before acting outside.
 //! - Snapshots are written only for durable states.
 
 use std::collections::HashMap;
