@@ -308,7 +308,9 @@ fn order_history_admin_fulfilment_and_sales_summary() {
             .unwrap();
         ids.push(order["id"].as_str().unwrap().to_string());
     }
-    // The order book is a projection: it follows within a second.
+    // The order book is a projection: it follows within a second. Wait until it shows
+    // both orders paid: it may have applied an order's placement but not yet its payment
+    // (seeing two orders is not enough, as CI found once).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let mine = loop {
         let mine: Value = http
@@ -318,7 +320,10 @@ fn order_history_admin_fulfilment_and_sales_summary() {
             .unwrap()
             .json()
             .unwrap();
-        if mine["total"] == 2 || std::time::Instant::now() > deadline {
+        let all_paid = mine["items"]
+            .as_array()
+            .is_some_and(|o| o.iter().all(|o| o["status"] == "paid"));
+        if (mine["total"] == 2 && all_paid) || std::time::Instant::now() > deadline {
             break mine;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
