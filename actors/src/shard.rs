@@ -181,6 +181,29 @@ pub struct Shard<E: Entity> {
     crashes: CrashLog,
     started: Instant,
     observer: Option<Observer<E>>,
+    metrics: Arc<KindMetrics>,
+}
+
+/// The metrics of an entity kind, looked up once: a lookup by name and labels hashes the
+/// key on every call, which was ~2% of a checkout's CPU when done for every command.
+struct KindMetrics {
+    activations: metrics::Counter,
+    activation_seconds: metrics::Histogram,
+    live: metrics::Gauge,
+    appends: metrics::Counter,
+    events: metrics::Counter,
+}
+
+impl KindMetrics {
+    fn of(kind: &'static str) -> Self {
+        KindMetrics {
+            activations: metrics::counter!("ecommesh_entity_activations_total", "kind" => kind),
+            activation_seconds: metrics::histogram!("ecommesh_entity_activation_seconds", "kind" => kind),
+            live: metrics::gauge!("ecommesh_entities_live", "kind" => kind),
+            appends: metrics::counter!("ecommesh_journal_appends_total", "kind" => kind),
+            events: metrics::counter!("ecommesh_journal_events_total", "kind" => kind),
+        }
+    }
 }
 
 /// The journal key of an entity: its kind and id.
@@ -211,6 +234,7 @@ impl<E: Entity> Shard<E> {
             crashes: CrashLog::default(),
             started: Instant::now(),
             observer,
+            metrics: Arc::new(KindMetrics::of(E::KIND)),
         }
     }
 
@@ -237,11 +261,11 @@ impl<E: Entity> Shard<E> {
         let (store, shard) = (&*self.store, self.id);
         match guard(|| recovery::recover::<E>(store, shard, &key)) {
             Ok(Ok(r)) => {
-                metrics::counter!("ecommesh_entity_activations_total", "kind" => E::KIND)
-                    .increment(1);
-                metrics::histogram!("ecommesh_entity_activation_seconds", "kind" => E::KIND)
+                self.metrics.activations.increment(1);
+                self.metrics
+                    .activation_seconds
                     .record(started.elapsed().as_secs_f64());
-                metrics::gauge!("ecommesh_entities_live", "kind" => E::KIND).increment(1.0);
+                self.metrics.live.increment(1.0);
                 let slot = Slot {
                     state: Arc::new(r.state),
                     seq: r.seq,
@@ -272,7 +296,7 @@ impl<E: Entity> Shard<E> {
     /// Drops the entity's state and counts a crash against it.
     fn crashed(&mut self, id: &str, reason: &str, now: Instant) {
         if self.entities.remove(id).is_some() {
-            metrics::gauge!("ecommesh_entities_live", "kind" => E::KIND).decrement(1.0);
+            self.metrics.live.decrement(1.0);
         }
         metrics::counter!("ecommesh_entity_restarts_total", "kind" => E::KIND).increment(1);
         let quarantined = self.crashes.crashed(id, &self.settings.crash, now);
@@ -482,6 +506,7 @@ impl<E: Entity> Shard<E> {
         };
         let key = store_key::<E>(id);
         let (observer, store, shard) = (self.observer.clone(), self.store.clone(), self.id);
+        let counts = self.metrics.clone();
         let Write {
             expected_seq,
             events,
@@ -491,19 +516,13 @@ impl<E: Entity> Shard<E> {
         let seq = reply.seq;
         let evict_id: Box<str> = id.into();
         let snapshot_key = key.clone();
-        let early = unsynced.then(|| reply.clone());
-        let answer = Answer::<E> {
-            reply_to: Arc::new(Mutex::new(Some(reply_to))),
-            entity: key.clone(),
-        };
-        let early_answer = early.as_ref().map(|_| answer.reply_to.clone());
+        let (answer, early) = Answer::<E>::new(reply_to, key.clone(), unsynced);
+        let early = early.map(|tx| (reply.clone(), tx));
         let done = Box::new(move |appended: Result<u64, StoreError>| {
             match appended {
                 Ok(_) => {
-                    metrics::counter!("ecommesh_journal_appends_total", "kind" => E::KIND)
-                        .increment(1);
-                    metrics::counter!("ecommesh_journal_events_total", "kind" => E::KIND)
-                        .increment(seq - expected_seq);
+                    counts.appends.increment(1);
+                    counts.events.increment(seq - expected_seq);
                     if let Some(state) = snapshot {
                         if let Err(e) =
                             recovery::snapshot::<E>(&*store, shard, &snapshot_key, &state, seq)
@@ -531,7 +550,7 @@ impl<E: Entity> Shard<E> {
                 }
                 // Written: unless `done` has answered already (an error known at once),
                 // the caller goes on now; a failed flush reaches it through its sync.
-                if let (Some(reply), Some(tx)) = (early, early_answer) {
+                if let Some((reply, tx)) = early {
                     if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
                         let _ = tx.send(Ok(reply));
                     }
@@ -586,8 +605,7 @@ impl<E: Entity> Shard<E> {
         if passivated > 0 {
             metrics::counter!("ecommesh_entity_passivations_total", "kind" => E::KIND)
                 .increment(passivated as u64);
-            metrics::gauge!("ecommesh_entities_live", "kind" => E::KIND)
-                .decrement(passivated as f64);
+            self.metrics.live.decrement(passivated as f64);
             if self.entities.capacity() > 4 * self.entities.len().max(64) {
                 self.entities.shrink_to_fit();
             }
@@ -640,7 +658,7 @@ impl<E: Entity> Handler<Reset> for Shard<E> {
         let dropped = self.entities.len();
         self.entities.clear();
         self.entities.shrink_to_fit();
-        metrics::gauge!("ecommesh_entities_live", "kind" => E::KIND).decrement(dropped as f64);
+        self.metrics.live.decrement(dropped as f64);
     }
 }
 
@@ -650,7 +668,7 @@ impl<E: Entity> Handler<Evict> for Shard<E> {
     fn handle(&mut self, msg: Evict, _: &mut Self::Context) {
         if self.entities.get(&msg.id).is_some_and(|s| s.seq >= msg.seq) {
             self.entities.remove(&msg.id);
-            metrics::gauge!("ecommesh_entities_live", "kind" => E::KIND).decrement(1.0);
+            self.metrics.live.decrement(1.0);
         }
     }
 }
@@ -673,21 +691,51 @@ fn entity_error<R>(e: StoreError) -> EntityError<R> {
 
 /// The caller of a write, answered exactly once: if the journal drops the write without
 /// answering (it panicked), the caller learns that the entity crashed. Shared with the
-/// shard, which answers an unsynced write as soon as it is written.
+/// shard only for an unsynced write, which the shard answers as soon as it is written.
 struct Answer<E: Entity> {
-    reply_to: Arc<Mutex<Option<ReplyTo<E>>>>,
+    reply_to: ReplySlot<E>,
     entity: String,
 }
 
+type SharedReply<E> = Arc<Mutex<Option<ReplyTo<E>>>>;
+
+enum ReplySlot<E: Entity> {
+    Own(Option<ReplyTo<E>>),
+    Shared(SharedReply<E>),
+}
+
 impl<E: Entity> Answer<E> {
-    fn take(&self) -> Option<ReplyTo<E>> {
-        self.reply_to
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+    /// The answer, and for an unsynced write the shard's share of it.
+    fn new(reply_to: ReplyTo<E>, entity: String, unsynced: bool) -> (Self, Option<SharedReply<E>>) {
+        if !unsynced {
+            let slot = ReplySlot::Own(Some(reply_to));
+            return (
+                Answer {
+                    reply_to: slot,
+                    entity,
+                },
+                None,
+            );
+        }
+        let shared = Arc::new(Mutex::new(Some(reply_to)));
+        let slot = ReplySlot::Shared(shared.clone());
+        (
+            Answer {
+                reply_to: slot,
+                entity,
+            },
+            Some(shared),
+        )
     }
 
-    fn send(self, outcome: Outcome<E>) {
+    fn take(&mut self) -> Option<ReplyTo<E>> {
+        match &mut self.reply_to {
+            ReplySlot::Own(tx) => tx.take(),
+            ReplySlot::Shared(tx) => tx.lock().unwrap_or_else(|p| p.into_inner()).take(),
+        }
+    }
+
+    fn send(mut self, outcome: Outcome<E>) {
         if let Some(tx) = self.take() {
             let _ = tx.send(outcome);
         }

@@ -106,8 +106,22 @@ impl Live {
             if let Some(relay) = live.relay.get() {
                 relay(&change);
             }
-            let _ = live.changes.send(change);
+            if live.wants(&change) {
+                let _ = live.changes.send(change);
+            }
         })
+    }
+
+    /// Whether the feed has anything to do with `change`. A cart's only readers are its
+    /// owner's sockets, so the change of a cart nobody here watches is not queued: that
+    /// woke the feed's thread for every add to cart. No update is lost to a subscriber
+    /// that comes a moment later: it subscribes before it reads the cart, and the cart it
+    /// reads already holds the change.
+    fn wants(&self, change: &Change) -> bool {
+        match change {
+            Change::Cart(c) => self.hub.has_subscribers(&protocol::cart_channel(&c.id)),
+            Change::Product(_) | Change::Order(_) => true,
+        }
     }
 
     /// Sends every change made on this node to `relay` as well (once, at start).
@@ -117,7 +131,9 @@ impl Live {
 
     /// Takes a change made on another node, as if it had been made here.
     pub fn inject(&self, change: Change) {
-        let _ = self.changes.send(change);
+        if self.wants(&change) {
+            let _ = self.changes.send(change);
+        }
     }
 
     fn take_changes(&self) -> Option<mpsc::UnboundedReceiver<Change>> {
