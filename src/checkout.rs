@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::extract::Caller;
 use crate::http::errors::ApiError;
 use crate::http::json::Json;
-use crate::http::orders::order_view;
+use crate::http::orders::{order_view, order_view_with};
 use crate::node::Node;
 use crate::payments::ProviderError;
 
@@ -151,11 +151,8 @@ pub async fn checkout(
         serde_json::to_vec(&request).expect("serializable"),
     ));
     let id = order_id(&caller.id, &key);
-
-    let existing = node.orders.read(id.clone()).await?.state;
-    if existing.status != OrderStatus::New {
-        return replay(&node, &id, existing, &request_hash).await;
-    }
+    // A retry is recognised by its order, which the saga finds already placed (or, if
+    // the cart was emptied by the first attempt, looks up before answering).
     let answer = Saga {
         node: &node,
         id: &id,
@@ -262,41 +259,10 @@ impl Saga<'_> {
         request_hash: String,
     ) -> Result<HttpResponse, ApiError> {
         let node = self.node;
-        // 1. One version of the cart.
-        let cart = node.carts.read_unsynced(self.customer.to_owned()).await?;
-        if cart.state.items.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "cart_empty",
-                "the cart is empty",
-            ));
-        }
-        let lines: Vec<(String, u32)> = cart
-            .state
-            .items
-            .iter()
-            .map(|(p, q)| (p.clone(), *q))
-            .collect();
-
-        // 2. Price every line now, and place the order before holding any stock, so
-        //    that every hold belongs to an order the reconciler can find.
-        let mut priced = Vec::with_capacity(lines.len());
-        let mut unavailable = Vec::new();
-        for (product_id, quantity) in &lines {
-            let product = node.product(product_id).await?.state;
-            match &product.details {
-                Some(d) if !product.archived => priced.push(Reserved {
-                    product_id: product_id.clone(),
-                    quantity: *quantity,
-                    unit_price: d.price,
-                }),
-                _ => unavailable
-                    .push(json!({"product_id": product_id, "requested": quantity, "available": 0})),
-            }
-        }
-        if !unavailable.is_empty() {
-            return Err(out_of_stock(unavailable));
-        }
+        let (cart, priced) = match self.cart_and_prices().await {
+            Ok(found) => found,
+            Err(e) => return self.unless_retried(e, &request_hash).await,
+        };
         let shipping = Address::from(request.shipping_address);
         let order_lines: Vec<OrderLine> = priced
             .iter()
@@ -323,8 +289,8 @@ impl Saga<'_> {
             Err(EntityError::Rejected(
                 ecommesh_actors::entities::order::OrderRejection::AlreadyPlaced,
             )) => {
-                // A concurrent duplicate placed it first and runs the saga: answer what it
-                // ends with. We hold nothing.
+                // An earlier attempt, or a concurrent duplicate that runs the saga now,
+                // placed it first: answer what it ends with. We hold nothing.
                 let order = node.orders.read(self.id.to_owned()).await?.state;
                 return replay(node, self.id, order, &request_hash).await;
             }
@@ -457,7 +423,71 @@ impl Saga<'_> {
         // the view's reads need not wait each for a flush of their own).
         node.orders.sync().await.map_err(storage)?;
         metrics::counter!("ecommesh_checkouts_total", "outcome" => "paid").increment(1);
-        Ok(HttpResponse::Created().json(order_view(node, self.id, &paid.state).await?))
+        let view = order_view_with(node, self.id, &paid.state, &payment).await?;
+        Ok(HttpResponse::Created().json(view))
+    }
+
+    /// Steps 1 and 2: one version of the cart, and every line priced now.
+    async fn cart_and_prices(
+        &self,
+    ) -> Result<
+        (
+            ecommesh_actors::Reply<Arc<ecommesh_actors::entities::cart::CartState>>,
+            Vec<Reserved>,
+        ),
+        ApiError,
+    > {
+        let node = self.node;
+        // 1. One version of the cart.
+        let cart = node.carts.read_unsynced(self.customer.to_owned()).await?;
+        if cart.state.items.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "cart_empty",
+                "the cart is empty",
+            ));
+        }
+        let lines: Vec<(String, u32)> = cart
+            .state
+            .items
+            .iter()
+            .map(|(p, q)| (p.clone(), *q))
+            .collect();
+
+        // 2. Price every line now, and place the order before holding any stock, so
+        //    that every hold belongs to an order the reconciler can find.
+        let mut priced = Vec::with_capacity(lines.len());
+        let mut unavailable = Vec::new();
+        for (product_id, quantity) in &lines {
+            let product = node.product(product_id).await?.state;
+            match &product.details {
+                Some(d) if !product.archived => priced.push(Reserved {
+                    product_id: product_id.clone(),
+                    quantity: *quantity,
+                    unit_price: d.price,
+                }),
+                _ => unavailable
+                    .push(json!({"product_id": product_id, "requested": quantity, "available": 0})),
+            }
+        }
+        if !unavailable.is_empty() {
+            return Err(out_of_stock(unavailable));
+        }
+        Ok((cart, priced))
+    }
+
+    /// Answers `e`, unless this checkout is a retry of one that placed its order (whose
+    /// cart is empty now): then the outcome of the first attempt.
+    async fn unless_retried(
+        &self,
+        e: ApiError,
+        request_hash: &str,
+    ) -> Result<HttpResponse, ApiError> {
+        let order = self.node.orders.read(self.id.to_owned()).await?.state;
+        if order.status == OrderStatus::New {
+            return Err(e);
+        }
+        replay(self.node, self.id, order, request_hash).await
     }
 
     /// Sells this order's hold on `product`; retried while the product's shard has no

@@ -237,6 +237,14 @@ fn retries_with_one_key_make_one_order_and_one_charge() {
         .json()
         .unwrap();
     assert_eq!(again["id"].as_str(), ids.iter().next().map(String::as_str));
+    assert_eq!(again["payment"], results[0].1["payment"]);
+    // So does one made once the cart holds something again: nothing more is bought.
+    common::add_to_cart(&http, &node, &ada, &item, 2);
+    let later: Value = checkout(&http, &node, &ada, "same-key", "tok_visa")
+        .json()
+        .unwrap();
+    assert_eq!(later["id"], again["id"], "{later}");
+    assert_eq!(available(&http, &node, &item), 7, "nothing more sold");
     assert_eq!(
         checkout(&http, &node, &ada, "same-key", "tok_mastercard").status(),
         422

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use ecommesh_actors::entities::order::{OrderCommand, OrderRejection, OrderState, OrderStatus};
-use ecommesh_actors::entities::payment::PaymentCommand;
+use ecommesh_actors::entities::payment::{PaymentCommand, PaymentState};
 use ecommesh_actors::entities::product::ProductCommand;
 use ecommesh_actors::EntityError;
 use serde::{Deserialize, Serialize};
@@ -302,10 +302,20 @@ pub struct OrderView {
 
 /// The order as its owner sees it, with its payment.
 pub async fn order_view(node: &Node, id: &str, o: &OrderState) -> Result<OrderView, ApiError> {
+    let p = node.payments.read(id.to_owned()).await?.state;
+    order_view_with(node, id, o, &p).await
+}
+
+/// [`order_view`] with the order's payment known already (the checkout that recorded it).
+pub async fn order_view_with(
+    node: &Node,
+    id: &str,
+    o: &OrderState,
+    p: &PaymentState,
+) -> Result<OrderView, ApiError> {
     let total = o
         .total
         .unwrap_or(ecommesh_actors::Money::new(0, node.currency));
-    let p = node.payments.read(id.to_owned()).await?.state;
     let payment = p.amount.map(|_| PaymentView {
         provider: p.provider.clone(),
         status: match (&p.outcome, p.refunded) {
