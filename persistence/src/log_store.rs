@@ -69,6 +69,23 @@ const OFFSET: u8 = 3;
 struct Loc {
     pos: u64,
     len: u32,
+    /// For an append, [`kind_tag`] of its entity (0 until indexed): a reader of one kind
+    /// skips the others' records without reading them (it fits in `Loc`'s padding).
+    kind: u32,
+}
+
+/// A hash of the kind of entity key `entity` (`kind/id`): what is up to the first `/`.
+fn kind_tag(entity: &str) -> u32 {
+    let kind = entity.find('/').map_or(entity, |i| &entity[..=i]);
+    // FNV-1a: stable, and no key is needed (equal kinds must give equal tags).
+    kind.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The tag every entity key starting with `prefix` has, if `prefix` names one kind.
+fn prefix_tag(prefix: &str) -> Option<u32> {
+    (prefix.find('/') == Some(prefix.len() - 1)).then(|| kind_tag(prefix))
 }
 
 /// One append of an entity: the sequence number of its first event, and its record.
@@ -102,6 +119,10 @@ impl ShardIndex {
     }
 
     fn appended(&mut self, entity: &str, first_seq: u64, count: u64, loc: Loc) {
+        let loc = Loc {
+            kind: kind_tag(entity),
+            ..loc
+        };
         self.log.extend(std::iter::repeat_n(loc, count as usize));
         let e = self.entity(entity);
         e.appends.push(Append { first_seq, loc });
@@ -317,6 +338,7 @@ impl LogStore {
             let loc = Loc {
                 pos,
                 len: body_len as u32,
+                kind: 0,
             };
             self.index(&body, loc, &mut shards, &mut offsets)
                 .map_err(|e| {
@@ -405,6 +427,7 @@ impl LogStore {
         Ok(Loc {
             pos,
             len: len as u32,
+            kind: 0,
         })
     }
 
@@ -596,9 +619,12 @@ impl EventStore for LogStore {
     ) -> Result<ShardPage, StoreError> {
         let from = from_offset.max(1);
         let runs = self.shard(shard)?.lock().runs(from, limit);
+        let wanted = prefix_tag(entity_prefix);
         let mut page = ShardPage::default();
         for (loc, first, last) in runs {
-            self.events_of_run(loc, first, last, entity_prefix, &mut page.events)?;
+            if wanted.is_none_or(|kind| kind == loc.kind) {
+                self.events_of_run(loc, first, last, entity_prefix, &mut page.events)?;
+            }
             page.last_offset = last;
             page.looked_at = (last + 1 - from) as usize;
         }
@@ -719,6 +745,30 @@ mod tests {
         // And it goes on where it stopped.
         assert_eq!(s.append(0, "a", 3, &[event("x", 5)]).unwrap(), 4);
         assert_eq!(s.read_shard(0, 4, 10).unwrap()[0].offset, 4);
+    }
+
+    #[test]
+    fn a_reader_of_one_kind_never_reads_the_records_of_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), 1).unwrap();
+        s.append(0, "product/1", 0, &[event("x", 1)]).unwrap();
+        s.append(0, "order/1", 0, &[event("x", 2)]).unwrap();
+        s.flush().unwrap();
+        // Spoil the product's record behind the store's back: only reading it can tell.
+        let product = s.shards[0].lock().log[0];
+        let mut byte = [0u8];
+        s.file
+            .read_exact_at(&mut byte, product.pos + RECORD_HEADER as u64)
+            .unwrap();
+        s.file
+            .write_all_at(&[byte[0] ^ 0xff], product.pos + RECORD_HEADER as u64)
+            .unwrap();
+        let orders = s.read_shard_of(0, 1, 10, "order/").unwrap();
+        assert_eq!((orders.events.len(), orders.looked_at), (1, 2));
+        assert!(matches!(
+            s.read_shard_of(0, 1, 10, "product/"),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -142,6 +142,32 @@ fn shard_log_is_ordered_and_resumable(s: Arc<dyn EventStore>) {
     assert_eq!((tail.events[0].offset, tail.last_offset), (4, 4));
     let none = s.read_shard_of(3, 5, 100, "a").unwrap();
     assert_eq!((none.events.len(), none.looked_at), (0, 0));
+
+    // Kinds as the runtime names them (`kind/id`): a kind is not another that starts
+    // with the same letters.
+    for (entity, expected) in [
+        ("order/1", 0),
+        ("orders/1", 0),
+        ("product/1", 0),
+        ("order/2", 0),
+    ] {
+        s.append(2, entity, expected, &[event("x", 1)]).unwrap();
+    }
+    let orders = s.read_shard_of(2, 1, 100, "order/").unwrap();
+    assert_eq!(
+        (
+            orders
+                .events
+                .iter()
+                .map(|e| (e.offset, e.event.entity_id.as_str()))
+                .collect::<Vec<_>>(),
+            orders.last_offset,
+            orders.looked_at
+        ),
+        (vec![(1, "order/1"), (4, "order/2")], 4, 4)
+    );
+    let one = s.read_shard_of(2, 1, 100, "orders/").unwrap();
+    assert_eq!(one.events.len(), 1);
 }
 
 fn offsets_are_per_consumer_and_shard(s: Arc<dyn EventStore>) {
