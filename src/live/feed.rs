@@ -137,21 +137,26 @@ fn publish_change<E: Entity>(
 fn product(node: &Node, c: &Committed<Product>) {
     let id: &str = &c.id;
     let now = now_ms();
-    let view = products::view(id, &c.state, now);
-    let event = event_names::<Product>(&c.events);
     let hub = &node.live.hub;
     let channel = product_channel(id);
-    if hub.has_subscribers(&channel) {
-        publish_change(node, &channel, &channel, &event, Some(id), c, &view);
-    }
+    let watched = hub.has_subscribers(&channel);
     let listed = c.events.iter().any(|e| {
         matches!(
             e,
             ProductEvent::Created { .. } | ProductEvent::Updated(_) | ProductEvent::Archived
         )
     });
-    if listed && hub.has_subscribers("catalog") {
-        publish_change(node, "catalog", "catalog", &event, Some(id), c, &view);
+    let catalog = listed && hub.has_subscribers("catalog");
+    // Rendered only for someone: most stock changes (every sale) have no watcher.
+    if watched || catalog {
+        let view = products::view(id, &c.state, now);
+        let event = event_names::<Product>(&c.events);
+        if watched {
+            publish_change(node, &channel, &channel, &event, Some(id), c, &view);
+        }
+        if catalog {
+            publish_change(node, "catalog", "catalog", &event, Some(id), c, &view);
+        }
     }
     low_stock(node, c, now);
 }
@@ -262,7 +267,11 @@ async fn order(node: &Node, c: &Committed<Order>) {
         // comes before the first tick that counts it.
         let mut board = node.live.sales.lock();
         board.record(&sale);
-        publish_change(node, "admin:sales", "admin:sales", kind, Some(id), c, &sale);
+        // Checked under the lock: a dashboard that subscribes later reads the board after,
+        // and the board already counts this sale.
+        if node.live.hub.has_subscribers("admin:sales") {
+            publish_change(node, "admin:sales", "admin:sales", kind, Some(id), c, &sale);
+        }
         drop(board);
     }
 }
