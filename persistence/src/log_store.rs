@@ -6,9 +6,9 @@
 //! general B-tree made each append two tree inserts, node copies and splits, and work for
 //! its own log threads. Measured on the 2-core dev host (2026-12-03), putting an in-memory
 //! store in sled's place took durable checkout from 2.8k to 8.0k orders/s: storage was
-//! most of the node's work. Here an append is one positioned write at the end of the file
-//! under a short lock, a flush is one `fdatasync`, and a read is a positioned read of the
-//! records the index names.
+//! most of the node's work. Here an append is a copy to the end of a buffer under a short
+//! lock, a flush is one positioned write of that buffer and one `fdatasync`, and a read
+//! is a positioned read of the records the index names (or a copy from the buffer).
 //!
 //! The file, `events.log` in the store's directory (integers big-endian, `str` is
 //! `len u16 | utf-8`, `events` as [`crate::envelope::encode_events`] writes them):
@@ -23,8 +23,8 @@
 //!
 //! Recovery: opening reads the file front to back and rebuilds the index. Records are
 //! written in order and a flush makes everything written before it durable, so what a
-//! crash can leave unfinished is the tail written after the last flush, which was never
-//! acknowledged: the first record cut short or failing its checksum ends the journal, and
+//! crash can leave unfinished or lose (the buffer of a killed process) is the tail
+//! written after the last flush, which was never acknowledged: the first record cut short or failing its checksum ends the journal, and
 //! the file is cut there. A record that passes its checksum but does not fit the journal
 //! (an offset or sequence number out of order) is corruption, and the store refuses to
 //! open rather than guess.
@@ -42,6 +42,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -153,8 +154,22 @@ impl ShardIndex {
 /// The end of the file and whether writing has stopped, under one lock: writers take it
 /// to claim where their record goes.
 struct Tail {
+    /// Where the next record goes: the file's end plus `pending`.
     end: u64,
     failed: Option<String>,
+    /// Records written since the last flush, not handed to the file yet: they go in one
+    /// positioned write when flushed (a write per append was ~4% of a checkout's CPU).
+    /// Always whole records, the first at `end - pending.len()`.
+    pending: Vec<u8>,
+}
+
+/// Past this many bytes pending, a write hands them to the file without waiting for a flush.
+const MAX_PENDING: usize = 1 << 20;
+
+impl Tail {
+    fn pending_from(&self) -> u64 {
+        self.end - self.pending.len() as u64
+    }
 }
 
 /// An append record's header fields and its events, still encoded.
@@ -208,6 +223,9 @@ pub struct LogStore {
     shards: Vec<Mutex<ShardIndex>>,
     offsets: Mutex<HashMap<(Box<str>, ShardId), u64>>,
     tail: Mutex<Tail>,
+    /// The end of what the file holds (`tail`'s pending records excluded): a record
+    /// before it is read from the file without taking `tail`'s lock.
+    in_file: AtomicU64,
 }
 
 impl LogStore {
@@ -245,7 +263,9 @@ impl LogStore {
             tail: Mutex::new(Tail {
                 end: FILE_HEADER,
                 failed: None,
+                pending: Vec::new(),
             }),
+            in_file: AtomicU64::new(FILE_HEADER),
             file,
             path,
         };
@@ -269,6 +289,7 @@ impl LogStore {
                     .map_err(|e| io_error("cannot cut the torn tail of", &store.path, e))?;
             }
             store.tail.lock().end = end;
+            store.in_file.store(end, Ordering::Release);
         }
         Ok(store)
     }
@@ -398,9 +419,10 @@ impl LogStore {
         Ok(&self.shards[shard as usize])
     }
 
-    /// Writes `record` (made by [`record`]) at the end of the file; returns where it went.
-    /// The caller holds the lock of the index it will add the record to, so that the
-    /// index and the file agree on the order of records.
+    /// Writes `record` (made by [`record`]) at the end of the log; returns where it went.
+    /// It reaches the file with the next flush (or once enough is pending). The caller
+    /// holds the lock of the index it will add the record to, so that the index and the
+    /// file agree on the order of records.
     fn write(&self, mut record: Vec<u8>) -> Result<Loc, StoreError> {
         let len = record.len() - RECORD_HEADER;
         if len > MAX_RECORD {
@@ -418,12 +440,11 @@ impl LogStore {
             )));
         }
         let pos = tail.end;
-        if let Err(e) = self.file.write_all_at(&record, pos) {
-            let why = format!("write to {} failed: {e}", self.path.display());
-            tail.failed = Some(why.clone());
-            return Err(StoreError::Storage(why));
-        }
+        tail.pending.extend_from_slice(&record);
         tail.end += record.len() as u64;
+        if tail.pending.len() > MAX_PENDING {
+            self.write_out(&mut tail)?;
+        }
         Ok(Loc {
             pos,
             len: len as u32,
@@ -431,12 +452,57 @@ impl LogStore {
         })
     }
 
+    /// Hands the pending records to the file, in one write. A failure stops the store:
+    /// the records stay pending (readable) but never reach the file.
+    fn write_out(&self, tail: &mut Tail) -> Result<(), StoreError> {
+        if let Some(why) = &tail.failed {
+            return Err(StoreError::Storage(format!(
+                "the journal stopped after an earlier failure: {why}"
+            )));
+        }
+        if tail.pending.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_all_at(&tail.pending, tail.pending_from()) {
+            let why = format!("write to {} failed: {e}", self.path.display());
+            tail.failed = Some(why.clone());
+            return Err(StoreError::Storage(why));
+        }
+        tail.pending.clear();
+        if tail.pending.capacity() > 4 * MAX_PENDING {
+            tail.pending.shrink_to(MAX_PENDING);
+        }
+        self.in_file.store(tail.end, Ordering::Release);
+        Ok(())
+    }
+
     /// The body of the record at `loc`, checked against its header.
     fn read(&self, loc: Loc) -> Result<Vec<u8>, StoreError> {
-        let mut buf = vec![0u8; RECORD_HEADER + loc.len as usize];
-        self.file
-            .read_exact_at(&mut buf, loc.pos)
-            .map_err(|e| io_error("cannot read", &self.path, e))?;
+        let whole = RECORD_HEADER + loc.len as usize;
+        let mut buf = vec![0u8; whole];
+        let in_file = loc.pos + whole as u64 <= self.in_file.load(Ordering::Acquire) || {
+            // Pending records are whole: `loc` is either all in `pending` or all in the file.
+            let tail = self.tail.lock();
+            let from = tail.pending_from();
+            let pending = loc.pos >= from;
+            if pending {
+                let at = (loc.pos - from) as usize;
+                let bytes = tail.pending.get(at..at + whole).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "{}: no record of {whole} bytes at byte {}",
+                        self.path.display(),
+                        loc.pos
+                    ))
+                })?;
+                buf.copy_from_slice(bytes);
+            }
+            !pending
+        };
+        if in_file {
+            self.file
+                .read_exact_at(&mut buf, loc.pos)
+                .map_err(|e| io_error("cannot read", &self.path, e))?;
+        }
         let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes"));
         let crc = u32::from_be_bytes(buf[4..RECORD_HEADER].try_into().expect("4 bytes"));
         if len != loc.len || crc32fast::hash(&buf[RECORD_HEADER..]) != crc {
@@ -478,6 +544,7 @@ impl LogStore {
 impl Drop for LogStore {
     fn drop(&mut self) {
         // Callers flush what they acknowledge; this only spares a clean stop a torn tail.
+        let _ = self.write_out(&mut self.tail.lock());
         let _ = self.file.sync_data();
     }
 }
@@ -653,11 +720,8 @@ impl EventStore for LogStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        if let Some(why) = &self.tail.lock().failed {
-            return Err(StoreError::Storage(format!(
-                "the journal stopped after an earlier failure: {why}"
-            )));
-        }
+        // Under the lock: appends wait for one write of the batch, not for the sync.
+        self.write_out(&mut self.tail.lock())?;
         self.file.sync_data().map_err(|e| {
             let why = format!("fdatasync of {} failed: {e}", self.path.display());
             self.tail.lock().failed = Some(why.clone());
@@ -745,6 +809,51 @@ mod tests {
         // And it goes on where it stopped.
         assert_eq!(s.append(0, "a", 3, &[event("x", 5)]).unwrap(), 4);
         assert_eq!(s.read_shard(0, 4, 10).unwrap()[0].offset, 4);
+    }
+
+    #[test]
+    fn writes_reach_the_file_in_one_go_at_a_flush_and_are_readable_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), 2).unwrap();
+        let file_len = || std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+        let empty = file_len();
+        s.append(0, "a", 0, &[event("x", 1)]).unwrap();
+        s.append(1, "b", 0, &[event("y", 2), event("z", 3)])
+            .unwrap();
+        s.save_offset("p", 0, 1).unwrap();
+        assert_eq!(file_len(), empty, "nothing written before the flush");
+        assert_eq!(s.read_entity(1, "b", 0).unwrap().len(), 2);
+        assert_eq!(s.read_shard(0, 1, 10).unwrap()[0].event.entity_id, "a");
+        s.flush().unwrap();
+        let flushed = file_len();
+        assert!(flushed > empty);
+        assert_eq!(
+            s.read_entity(1, "b", 0).unwrap().len(),
+            2,
+            "now from the file"
+        );
+        // A record pending after others reached the file is found where it is.
+        s.append(0, "a", 1, &[event("w", 4)]).unwrap();
+        assert_eq!(s.read_entity(0, "a", 0).unwrap().len(), 2);
+        // Past the limit, a write does not wait for a flush.
+        let big = NewEvent {
+            payload: vec![1; MAX_PENDING],
+            ..event("big", 5)
+        };
+        s.append(1, "c", 0, &[big]).unwrap();
+        assert!(file_len() > flushed + MAX_PENDING as u64);
+        assert_eq!(
+            s.read_entity(1, "c", 0).unwrap()[0].payload.len(),
+            MAX_PENDING
+        );
+        drop(s);
+        let s = open(dir.path(), 2).unwrap();
+        assert_eq!(
+            s.last_seq(0, "a").unwrap(),
+            2,
+            "a clean stop writes what is pending"
+        );
+        assert_eq!(s.load_offset("p", 0).unwrap(), 1);
     }
 
     #[test]
