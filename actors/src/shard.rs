@@ -707,25 +707,17 @@ enum ReplySlot<E: Entity> {
 impl<E: Entity> Answer<E> {
     /// The answer, and for an unsynced write the shard's share of it.
     fn new(reply_to: ReplyTo<E>, entity: String, unsynced: bool) -> (Self, Option<SharedReply<E>>) {
-        if !unsynced {
-            let slot = ReplySlot::Own(Some(reply_to));
-            return (
-                Answer {
-                    reply_to: slot,
-                    entity,
-                },
-                None,
-            );
-        }
-        let shared = Arc::new(Mutex::new(Some(reply_to)));
-        let slot = ReplySlot::Shared(shared.clone());
-        (
-            Answer {
-                reply_to: slot,
-                entity,
-            },
-            Some(shared),
-        )
+        let (slot, shared) = if unsynced {
+            let shared = Arc::new(Mutex::new(Some(reply_to)));
+            (ReplySlot::Shared(shared.clone()), Some(shared))
+        } else {
+            (ReplySlot::Own(Some(reply_to)), None)
+        };
+        let answer = Answer {
+            reply_to: slot,
+            entity,
+        };
+        (answer, shared)
     }
 
     fn take(&mut self) -> Option<ReplyTo<E>> {

@@ -24,8 +24,8 @@
 //! Recovery: opening reads the file front to back and rebuilds the index. Records are
 //! written in order and a flush makes everything written before it durable, so what a
 //! crash can leave unfinished or lose (the buffer of a killed process) is the tail
-//! written after the last flush, which was never acknowledged: the first record cut short or failing its checksum ends the journal, and
-//! the file is cut there. A record that passes its checksum but does not fit the journal
+//! written after the last flush, which was never acknowledged: the first record cut short
+//! or failing its checksum ends the journal, and the file is cut there. A record that passes its checksum but does not fit the journal
 //! (an offset or sequence number out of order) is corruption, and the store refuses to
 //! open rather than guess.
 //!
@@ -169,6 +169,16 @@ const MAX_PENDING: usize = 1 << 20;
 impl Tail {
     fn pending_from(&self) -> u64 {
         self.end - self.pending.len() as u64
+    }
+
+    /// Refuses to go on after a failed write or flush.
+    fn running(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(why) => Err(StoreError::Storage(format!(
+                "the journal stopped after an earlier failure: {why}"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -434,11 +444,7 @@ impl LogStore {
         record[..4].copy_from_slice(&(len as u32).to_be_bytes());
         record[4..RECORD_HEADER].copy_from_slice(&crc.to_be_bytes());
         let mut tail = self.tail.lock();
-        if let Some(why) = &tail.failed {
-            return Err(StoreError::Storage(format!(
-                "the journal stopped after an earlier failure: {why}"
-            )));
-        }
+        tail.running()?;
         let pos = tail.end;
         tail.pending.extend_from_slice(&record);
         tail.end += record.len() as u64;
@@ -455,11 +461,7 @@ impl LogStore {
     /// Hands the pending records to the file, in one write. A failure stops the store:
     /// the records stay pending (readable) but never reach the file.
     fn write_out(&self, tail: &mut Tail) -> Result<(), StoreError> {
-        if let Some(why) = &tail.failed {
-            return Err(StoreError::Storage(format!(
-                "the journal stopped after an earlier failure: {why}"
-            )));
-        }
+        tail.running()?;
         if tail.pending.is_empty() {
             return Ok(());
         }
@@ -476,29 +478,31 @@ impl LogStore {
         Ok(())
     }
 
+    /// Copies the record at `pos` into `buf` if it is still pending; false if it is in the
+    /// file (pending records are whole: a record is all in one or all in the other).
+    fn copy_pending(&self, pos: u64, buf: &mut [u8]) -> Result<bool, StoreError> {
+        let tail = self.tail.lock();
+        let from = tail.pending_from();
+        if pos < from {
+            return Ok(false);
+        }
+        let at = (pos - from) as usize;
+        let bytes = tail.pending.get(at..at + buf.len()).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{}: no record of {} bytes at byte {pos}",
+                self.path.display(),
+                buf.len()
+            ))
+        })?;
+        buf.copy_from_slice(bytes);
+        Ok(true)
+    }
+
     /// The body of the record at `loc`, checked against its header.
     fn read(&self, loc: Loc) -> Result<Vec<u8>, StoreError> {
-        let whole = RECORD_HEADER + loc.len as usize;
-        let mut buf = vec![0u8; whole];
-        let in_file = loc.pos + whole as u64 <= self.in_file.load(Ordering::Acquire) || {
-            // Pending records are whole: `loc` is either all in `pending` or all in the file.
-            let tail = self.tail.lock();
-            let from = tail.pending_from();
-            let pending = loc.pos >= from;
-            if pending {
-                let at = (loc.pos - from) as usize;
-                let bytes = tail.pending.get(at..at + whole).ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "{}: no record of {whole} bytes at byte {}",
-                        self.path.display(),
-                        loc.pos
-                    ))
-                })?;
-                buf.copy_from_slice(bytes);
-            }
-            !pending
-        };
-        if in_file {
+        let mut buf = vec![0u8; RECORD_HEADER + loc.len as usize];
+        let in_file = loc.pos + buf.len() as u64 <= self.in_file.load(Ordering::Acquire);
+        if in_file || !self.copy_pending(loc.pos, &mut buf)? {
             self.file
                 .read_exact_at(&mut buf, loc.pos)
                 .map_err(|e| io_error("cannot read", &self.path, e))?;

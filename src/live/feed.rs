@@ -122,7 +122,8 @@ fn event_names<E: Entity>(events: &[E::Event]) -> String {
 }
 
 /// Renders change `c` as an `update` of `topic` (its new state: `data`) and publishes it
-/// on `channel`, with the entity's sequence numbers.
+/// on `channel`, with the entity's sequence numbers; nothing is rendered for a channel
+/// nobody listens to.
 fn publish_change<E: Entity>(
     node: &Node,
     channel: &str,
@@ -132,6 +133,9 @@ fn publish_change<E: Entity>(
     c: &Committed<E>,
     data: &impl serde::Serialize,
 ) {
+    if !node.live.hub.has_subscribers(channel) {
+        return;
+    }
     let text = Update {
         kind: "update",
         topic,
@@ -155,22 +159,18 @@ fn product(node: &Node, c: &Committed<Product>) {
     let now = now_ms();
     let hub = &node.live.hub;
     let channel = product_channel(id);
-    let watched = hub.has_subscribers(&channel);
     let listed = c.events.iter().any(|e| {
         matches!(
             e,
             ProductEvent::Created { .. } | ProductEvent::Updated(_) | ProductEvent::Archived
         )
     });
-    let catalog = listed && hub.has_subscribers("catalog");
-    // Rendered only for someone: most stock changes (every sale) have no watcher.
-    if watched || catalog {
+    // The view is made only for someone: most stock changes (every sale) have no watcher.
+    if hub.has_subscribers(&channel) || (listed && hub.has_subscribers("catalog")) {
         let view = products::view(id, &c.state, now);
         let event = event_names::<Product>(&c.events);
-        if watched {
-            publish_change(node, &channel, &channel, &event, Some(id), c, &view);
-        }
-        if catalog {
+        publish_change(node, &channel, &channel, &event, Some(id), c, &view);
+        if listed {
             publish_change(node, "catalog", "catalog", &event, Some(id), c, &view);
         }
     }
@@ -283,11 +283,9 @@ async fn order(node: &Node, c: &Committed<Order>) {
         // comes before the first tick that counts it.
         let mut board = node.live.sales.lock();
         board.record(&sale);
-        // Checked under the lock: a dashboard that subscribes later reads the board after,
-        // and the board already counts this sale.
-        if node.live.hub.has_subscribers("admin:sales") {
-            publish_change(node, "admin:sales", "admin:sales", kind, Some(id), c, &sale);
-        }
+        // Under the lock: a dashboard that subscribes after the publish (and so is not
+        // sent it) reads a board that already counts this sale.
+        publish_change(node, "admin:sales", "admin:sales", kind, Some(id), c, &sale);
         drop(board);
     }
 }
