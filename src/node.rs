@@ -280,6 +280,7 @@ fn open_with<T>(
 ) -> anyhow::Result<T> {
     let mut opts = StoreOptions::new(config.data_dir.join("journal"), config.shards);
     opts.cache_capacity = config.cache_capacity_mb * 1024 * 1024;
+    opts.reserve = config.journal_reserve_mb * 1024 * 1024;
     opts.engine = match config.journal_engine.as_str() {
         "sled" => Engine::Sled,
         _ => Engine::Log,

@@ -75,6 +75,9 @@ pub struct StoreOptions {
     pub engine: Engine,
     /// sled's page cache size, in bytes (sled only).
     pub cache_capacity: u64,
+    /// Zero-filled space the log-file journal keeps written ahead of its end, in bytes
+    /// (log engine only; 0: none). See [`log_store`]'s "Reserve".
+    pub reserve: u64,
 }
 
 impl StoreOptions {
@@ -84,6 +87,7 @@ impl StoreOptions {
             shards,
             engine: Engine::default(),
             cache_capacity: 256 * 1024 * 1024,
+            reserve: log_store::DEFAULT_RESERVE,
         }
     }
 }

@@ -29,6 +29,16 @@
 //! (an offset or sequence number out of order) is corruption, and the store refuses to
 //! open rather than guess.
 //!
+//! Reserve: a thread of the store keeps the file written with zeros some way past its
+//! last record (`StoreOptions::reserve`, 8 MiB by default). An `fdatasync` of records
+//! written over zeros already on disk changes no metadata (the file's size and blocks
+//! stay as they are), so it is one device write instead of a write and a commit of the
+//! filesystem's own journal. Measured on the dev host's ext4 (2026-12-04): fdatasync
+//! after a 4 KB write went from ~175 to ~130 us, and durable add_to_cart from 0.33 to
+//! 0.37 x ping. At open, zeros end the journal like a torn record (no record is
+//! empty); what follows the last whole record must be all zeros, or it is a crash's
+//! unfinished tail and is cut off, so that no stale bytes lie ahead of new records.
+//!
 //! A failed write or `fdatasync` stops the store: every later write fails until the node
 //! restarts and recovery reads what the file really holds (after a failed `fsync` the
 //! page cache cannot be trusted to be on disk).
@@ -43,6 +53,9 @@ use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
@@ -60,6 +73,11 @@ const FILE_HEADER: u64 = 16;
 const RECORD_HEADER: usize = 8;
 /// Larger records are refused when written, and read as a torn tail at open.
 const MAX_RECORD: usize = 64 << 20;
+/// [`StoreOptions::reserve`] unless set otherwise.
+pub const DEFAULT_RESERVE: u64 = 8 << 20;
+/// Zeros written to the reserve at a time: a flush running meanwhile may have to write
+/// them out with its records, so few at once.
+const RESERVE_STEP: u64 = 256 << 10;
 
 const APPEND: u8 = 1;
 const SNAPSHOT: u8 = 2;
@@ -154,8 +172,10 @@ impl ShardIndex {
 /// The end of the file and whether writing has stopped, under one lock: writers take it
 /// to claim where their record goes.
 struct Tail {
-    /// Where the next record goes: the file's end plus `pending`.
+    /// Where the next record goes: the end of the records in the file plus `pending`.
     end: u64,
+    /// The file's length: zeros lie between the end of its records and it (the reserve).
+    written: u64,
     failed: Option<String>,
     /// Records written since the last flush, not handed to the file yet: they go in one
     /// positioned write when flushed (a write per append was ~4% of a checkout's CPU).
@@ -232,10 +252,19 @@ pub struct LogStore {
     path: PathBuf,
     shards: Vec<Mutex<ShardIndex>>,
     offsets: Mutex<HashMap<(Box<str>, ShardId), u64>>,
-    tail: Mutex<Tail>,
+    tail: Arc<Mutex<Tail>>,
     /// The end of what the file holds (`tail`'s pending records excluded): a record
     /// before it is read from the file without taking `tail`'s lock.
     in_file: AtomicU64,
+    reserve: u64,
+    reserver: Option<Reserver>,
+}
+
+/// The thread that keeps the reserve zeroed (module docs, "Reserve"). Dropping `asks`
+/// stops it.
+struct Reserver {
+    asks: SyncSender<()>,
+    thread: JoinHandle<()>,
 }
 
 impl LogStore {
@@ -267,15 +296,18 @@ impl LogStore {
             .metadata()
             .map_err(|e| io_error("cannot read", &path, e))?
             .len();
-        let store = LogStore {
+        let mut store = LogStore {
             shards: (0..opts.shards).map(|_| Mutex::default()).collect(),
             offsets: Mutex::default(),
-            tail: Mutex::new(Tail {
+            tail: Arc::new(Mutex::new(Tail {
                 end: FILE_HEADER,
+                written: FILE_HEADER,
                 failed: None,
                 pending: Vec::new(),
-            }),
+            })),
             in_file: AtomicU64::new(FILE_HEADER),
+            reserve: opts.reserve,
+            reserver: None,
             file,
             path,
         };
@@ -285,7 +317,8 @@ impl LogStore {
         } else {
             store.check_header(opts.shards)?;
             let end = store.replay(len)?;
-            if end < len {
+            let mut written = len;
+            if end < len && !store.zeros_between(end, len)? {
                 tracing::warn!(
                     file = %store.path.display(),
                     kept = end,
@@ -297,11 +330,52 @@ impl LogStore {
                     .set_len(end)
                     .and_then(|()| store.file.sync_all())
                     .map_err(|e| io_error("cannot cut the torn tail of", &store.path, e))?;
+                written = end;
             }
-            store.tail.lock().end = end;
+            let mut tail = store.tail.lock();
+            (tail.end, tail.written) = (end, written);
             store.in_file.store(end, Ordering::Release);
         }
+        if store.reserve > 0 {
+            store.reserver = Some(store.start_reserver()?);
+        }
         Ok(store)
+    }
+
+    /// True if the file holds only zeros from `from` to `to`: the unused reserve, not
+    /// the torn tail of a crash.
+    fn zeros_between(&self, from: u64, to: u64) -> Result<bool, StoreError> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut pos = from;
+        while pos < to {
+            let n = (to - pos).min(buf.len() as u64) as usize;
+            self.file
+                .read_exact_at(&mut buf[..n], pos)
+                .map_err(|e| io_error("cannot read", &self.path, e))?;
+            if buf[..n].iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            pos += n as u64;
+        }
+        Ok(true)
+    }
+
+    /// Starts the thread that keeps the reserve zeroed, and asks it to fill the reserve.
+    /// It writes through a file handle of its own: an `fdatasync` error is told to each
+    /// handle that syncs, so one on its handle can never hide one from the flushes.
+    fn start_reserver(&self) -> Result<Reserver, StoreError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| io_error("cannot open", &self.path, e))?;
+        let (asks, asked) = mpsc::sync_channel(1);
+        let (tail, reserve, path) = (self.tail.clone(), self.reserve, self.path.clone());
+        let thread = std::thread::Builder::new()
+            .name("journal-reserve".into())
+            .spawn(move || keep_reserve(&file, &tail, reserve, &asked, &path))
+            .map_err(|e| io_error("cannot start the reserve thread of", &self.path, e))?;
+        let _ = asks.try_send(());
+        Ok(Reserver { asks, thread })
     }
 
     fn create(&self, shards: u32, dir: &Path) -> Result<(), StoreError> {
@@ -451,6 +525,12 @@ impl LogStore {
         if tail.pending.len() > MAX_PENDING {
             self.write_out(&mut tail)?;
         }
+        if tail.end + self.reserve / 2 > tail.written {
+            if let Some(r) = &self.reserver {
+                // Full: it has been asked already.
+                let _ = r.asks.try_send(());
+            }
+        }
         Ok(Loc {
             pos,
             len: len as u32,
@@ -471,6 +551,7 @@ impl LogStore {
             return Err(StoreError::Storage(why));
         }
         tail.pending.clear();
+        tail.written = tail.written.max(tail.end);
         if tail.pending.capacity() > 4 * MAX_PENDING {
             tail.pending.shrink_to(MAX_PENDING);
         }
@@ -550,6 +631,42 @@ impl Drop for LogStore {
         // Callers flush what they acknowledge; this only spares a clean stop a torn tail.
         let _ = self.write_out(&mut self.tail.lock());
         let _ = self.file.sync_data();
+        if let Some(Reserver { asks, thread }) = self.reserver.take() {
+            drop(asks);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The reserve thread: whenever asked, writes zeros past the end until `reserve` bytes
+/// are ahead of it, a step at a time, each made durable. A failure ends it with a
+/// warning: records then extend the file themselves, as without a reserve.
+fn keep_reserve(file: &File, tail: &Mutex<Tail>, reserve: u64, asked: &Receiver<()>, path: &Path) {
+    let zeros = vec![0u8; RESERVE_STEP.min(reserve) as usize];
+    while asked.recv().is_ok() {
+        loop {
+            {
+                let mut t = tail.lock();
+                if t.failed.is_some() || t.written >= t.end + reserve {
+                    break;
+                }
+                // Under the lock: records are written only below `end`, and none goes
+                // past it before these zeros are written, so no record is overwritten.
+                let at = t.written.max(t.end);
+                if let Err(e) = file.write_all_at(&zeros, at) {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot extend the journal's reserve; going on without it");
+                    return;
+                }
+                t.written = at + zeros.len() as u64;
+            }
+            if let Err(e) = file.sync_data() {
+                tracing::warn!(file = %path.display(), error = %e, "cannot sync the journal's reserve; going on without it");
+                return;
+            }
+            if let Err(TryRecvError::Disconnected) = asked.try_recv() {
+                return;
+            }
+        }
     }
 }
 
@@ -759,8 +876,12 @@ mod tests {
     use crate::testing::event;
     use std::sync::Arc;
 
+    /// Without a reserve: the tests below read the file's length as its records' end.
     fn open(dir: &Path, shards: u32) -> Result<LogStore, StoreError> {
-        LogStore::open(&StoreOptions::new(dir, shards))
+        LogStore::open(&StoreOptions {
+            reserve: 0,
+            ..StoreOptions::new(dir, shards)
+        })
     }
 
     #[test]
@@ -905,9 +1026,12 @@ mod tests {
             let s = open(copy.path(), 1).unwrap();
             assert_eq!(s.last_seq(0, "a").unwrap(), 1, "cut at {cut}");
             drop(s);
-            assert_eq!(
-                std::fs::metadata(copy.path().join(LOG_FILE)).unwrap().len(),
-                whole
+            // Cut off, but for zeros, which read as the end (a reserve).
+            let kept = std::fs::read(copy.path().join(LOG_FILE)).unwrap();
+            assert_eq!(kept[..whole as usize], bytes[..whole as usize]);
+            assert!(
+                kept[whole as usize..].iter().all(|&b| b == 0),
+                "cut at {cut}: bytes of the torn record were left"
             );
         }
         let mut bytes = std::fs::read(&file).unwrap();
@@ -920,6 +1044,81 @@ mod tests {
         drop(s);
         let s = open(dir.path(), 1).unwrap();
         assert_eq!(s.read_entity(0, "a", 1).unwrap()[0].event_type, "y");
+    }
+
+    fn with_reserve(dir: &Path, reserve: u64) -> LogStore {
+        LogStore::open(&StoreOptions {
+            reserve,
+            ..StoreOptions::new(dir, 1)
+        })
+        .unwrap()
+    }
+
+    /// Waits for the reserve thread to make `file` at least `len` bytes long.
+    fn grows_to(file: &Path, len: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::metadata(file).unwrap().len() < len {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reserve never reached {len} bytes"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn the_reserve_stays_zeroed_ahead_of_the_records_and_is_kept_at_open() {
+        const RESERVE: u64 = 64 << 10;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(LOG_FILE);
+        let s = with_reserve(dir.path(), RESERVE);
+        grows_to(&file, FILE_HEADER + RESERVE);
+        // Twice the reserve's worth of records: they land in it, and it moves on.
+        let mut seq = 0;
+        while s.tail.lock().end < FILE_HEADER + 2 * RESERVE {
+            seq = s.append(0, "a", seq, &[event("x", seq as u8)]).unwrap();
+        }
+        s.flush().unwrap();
+        let end = s.tail.lock().end;
+        // It is filled again whenever less than half of it is left.
+        grows_to(&file, end + RESERVE / 2);
+        drop(s);
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(bytes[end as usize..].iter().all(|&b| b == 0));
+        // Reopening keeps every record and the reserve; appends go on after the last record.
+        let s = with_reserve(dir.path(), RESERVE);
+        assert_eq!(s.last_seq(0, "a").unwrap(), seq);
+        assert!(std::fs::metadata(&file).unwrap().len() >= bytes.len() as u64);
+        assert_eq!(s.append(0, "a", seq, &[event("y", 1)]).unwrap(), seq + 1);
+        s.flush().unwrap();
+        drop(s);
+        let s = with_reserve(dir.path(), RESERVE);
+        let last = s.read_entity(0, "a", seq).unwrap();
+        assert_eq!((last.len(), last[0].event_type.as_str()), (1, "y"));
+        assert_eq!(s.read_entity(0, "a", 0).unwrap().len() as u64, seq + 1);
+    }
+
+    #[test]
+    fn bytes_a_crash_left_in_the_reserve_are_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(LOG_FILE);
+        let s = with_reserve(dir.path(), 64 << 10);
+        s.append(0, "a", 0, &[event("x", 1)]).unwrap();
+        s.flush().unwrap();
+        let end = s.tail.lock().end;
+        drop(s);
+        // A later page of an unflushed write reached the disk, the page before it did not.
+        let f = OpenOptions::new().write(true).open(&file).unwrap();
+        f.write_all_at(&[7; 100], end + 5000).unwrap();
+        drop(f);
+        let s = with_reserve(dir.path(), 0);
+        assert_eq!(s.last_seq(0, "a").unwrap(), 1);
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), end);
+        assert_eq!(s.append(0, "a", 1, &[event("y", 2)]).unwrap(), 2);
+        s.flush().unwrap();
+        drop(s);
+        let s = with_reserve(dir.path(), 64 << 10);
+        assert_eq!(s.read_entity(0, "a", 0).unwrap().len(), 2);
     }
 
     #[test]

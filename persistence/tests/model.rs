@@ -76,7 +76,12 @@ fn matches_the_model<S: EventStore>(
     open: impl Fn(&StoreOptions) -> Result<S, StoreError>,
 ) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let opts = StoreOptions::new(dir.path().join("db"), 2);
+    // A reserve of a few records: appends outrun it, fill it and land in it, and
+    // reopens find it (the log engine only).
+    let opts = StoreOptions {
+        reserve: 512,
+        ..StoreOptions::new(dir.path().join("db"), 2)
+    };
     let mut real = open(&opts).unwrap();
     let model = MemoryStore::new(2);
     for (i, op) in ops.into_iter().enumerate() {

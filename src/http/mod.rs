@@ -34,16 +34,18 @@ pub fn configure(
             .route("/metrics", web::get().to(ops::metrics))
             .route("/api/v1/openapi.json", web::get().to(openapi::serve))
             .route("/api/v1/ws", web::get().to(crate::live::socket::connect))
-            .configure(ui::routes)
+            // Routes are tried in order, a pattern with a `{param}` by a regex: the busiest
+            // come first (the UI's `/assets/{path}` after the API, which it cannot match).
             .service(
                 web::scope("/api/v1")
-                    .configure(crate::auth::routes::routes)
+                    .configure(carts::routes)
                     .configure(products::routes)
                     .configure(crate::checkout::routes)
                     .configure(orders::routes)
-                    .configure(carts::routes)
+                    .configure(crate::auth::routes::routes)
                     .configure(cluster::routes),
             )
+            .configure(ui::routes)
             .default_service(web::to(not_found));
     }
 }
