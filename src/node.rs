@@ -210,10 +210,12 @@ impl Node {
     /// A product's latest durable state: from memory, or read from its shard (once).
     pub async fn product(&self, id: &str) -> ProductRead {
         // In a cluster, only the shard's leader sees every change as it is made.
-        let shard = self.products.shard_of(id);
         let leads = match &self.cluster {
             None => true,
-            Some(c) => c.serves(shard) && c.confirm_lead(shard).await,
+            Some(c) => {
+                let shard = self.products.shard_of(id);
+                c.serves(shard) && c.confirm_lead(shard).await
+            }
         };
         if leads {
             if let Some(known) = self.current_products.get(id) {
