@@ -347,6 +347,39 @@ fn node_id_of_host(host: &str) -> anyhow::Result<u64> {
         })
 }
 
+impl Overrides {
+    /// The settings given, as the `ECOMMESH_*` variables that give them to a node this
+    /// process starts (a benchmark's), except those the starter sets itself: where it
+    /// listens, its data, its token secret and its admin account.
+    pub fn to_env(&self) -> Vec<(String, String)> {
+        const OWN: [&str; 5] = [
+            "listen",
+            "data_dir",
+            "jwt_secret",
+            "admin_email",
+            "admin_password",
+        ];
+        let mut given = self.clone();
+        if given.no_demo {
+            given.demo_catalog = Some(false);
+        }
+        let Ok(serde_json::Value::Object(given)) = serde_json::to_value(given) else {
+            return Vec::new();
+        };
+        given
+            .into_iter()
+            .filter(|(key, _)| !OWN.contains(&key.as_str()))
+            .map(|(key, value)| {
+                let value = match value {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (format!("ECOMMESH_{}", key.to_uppercase()), value)
+            })
+            .collect()
+    }
+}
+
 impl Config {
     /// Layers defaults, the file at `file` (if any) and `overrides`, then validates.
     pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Config> {
@@ -615,6 +648,29 @@ mod tests {
     use super::*;
 
     const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/ecommesh.toml");
+
+    #[test]
+    fn a_benchmark_passes_the_settings_it_was_given_to_its_node() {
+        let given = Overrides {
+            http_workers: Some(1),
+            journal_engine: Some("sled".into()),
+            no_demo: true,
+            listen: Some("127.0.0.1:9".into()),
+            jwt_secret: Some("s".repeat(32)),
+            ..Overrides::default()
+        };
+        let mut env = given.to_env();
+        env.sort();
+        assert_eq!(
+            env,
+            [
+                ("ECOMMESH_DEMO_CATALOG", "false"),
+                ("ECOMMESH_HTTP_WORKERS", "1"),
+                ("ECOMMESH_JOURNAL_ENGINE", "sled"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+    }
 
     #[test]
     fn the_shipped_file_parses_and_matches_the_defaults() {

@@ -67,6 +67,11 @@ fn main() -> ExitCode {
             Command::Serve => ecommesh::run(config),
             Command::Bench(mut args) => {
                 args.journal_engine = config.journal_engine.clone();
+                args.node_env = cli.overrides.to_env();
+                if let Some(file) = &cli.config {
+                    args.node_env
+                        .push(("ECOMMESH_CONFIG".into(), file.display().to_string()));
+                }
                 ecommesh::bench::run(&args)
             }
             Command::Check => ecommesh::node::check(&config),

@@ -50,6 +50,10 @@ pub struct BenchArgs {
     /// journal: the engine to measure (the configuration's `journal_engine`).
     #[arg(skip)]
     pub journal_engine: String,
+    /// load, ws: the node settings given to this command (flags, `--config`), passed on
+    /// to the node it starts as `ECOMMESH_*` variables.
+    #[arg(skip)]
+    pub node_env: Vec<(String, String)>,
     /// ws: subscriber counts to measure, each on a fresh node (1 is the baseline).
     #[arg(long, value_delimiter = ',', default_value = "1,1000,10000")]
     pub subscribers: Vec<usize>,

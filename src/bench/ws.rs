@@ -103,7 +103,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         } else {
             args.changes.max(1)
         };
-        let mut r = runtime.block_on(fan_out(n.max(1), changes))?;
+        let mut r = runtime.block_on(fan_out(n.max(1), changes, &args.node_env))?;
         let baseline = runs.first().map_or(r.p99_ms, |b| b.p99_ms).max(0.001);
         r.p99_vs_baseline = r.p99_ms / baseline;
         println!(
@@ -178,8 +178,8 @@ impl Receipts {
     }
 }
 
-async fn fan_out(n: usize, changes: usize) -> anyhow::Result<FanOut> {
-    let node = Node::start(&["--no-demo"])?;
+async fn fan_out(n: usize, changes: usize, env: &[(String, String)]) -> anyhow::Result<FanOut> {
+    let node = Node::start(&["--no-demo"], env)?;
     let http = reqwest::Client::new();
     let login: Value = http
         .post(format!("{}/api/v1/auth/login", node.base))
