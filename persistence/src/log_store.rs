@@ -32,10 +32,10 @@
 //! Reserve: a thread of the store keeps the file written with zeros some way past its
 //! last record (`StoreOptions::reserve`, 8 MiB by default). An `fdatasync` of records
 //! written over zeros already on disk changes no metadata (the file's size and blocks
-//! stay as they are), so it is one device write instead of a write and a commit of the
-//! filesystem's own journal. Measured on the dev host's ext4 (2026-12-04): fdatasync
-//! after a 4 KB write went from ~175 to ~130 us, and durable add_to_cart from 0.33 to
-//! 0.37 x ping. At open, zeros end the journal like a torn record (no record is
+//! stay as they are), so it is one device write instead of a write and a metadata
+//! update (a commit of ext4's journal, or without one, as on the dev host, a write of the
+//! inode). Measured there (2026-12-04): fdatasync after a 4 KB write went from ~175 to
+//! ~130 us, and in paired runs durable add_to_cart from 0.32-0.33 to 0.37-0.38 x ping. At open, zeros end the journal like a torn record (no record is
 //! empty); what follows the last whole record must be all zeros, or it is a crash's
 //! unfinished tail and is cut off, so that no stale bytes lie ahead of new records.
 //!
