@@ -45,7 +45,8 @@
 //!
 //! Costs: the index keeps 16 bytes per event, 24 per append and an entry per entity in
 //! memory, and opening reads the whole file. Snapshots and offsets replaced by newer ones
-//! stay in the file (there is no compaction yet; they are a small share of it).
+//! stay in the file (there is no compaction yet; they are a small share of it). The
+//! reserve takes up to its size in zeros on disk, and is read once at open.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
