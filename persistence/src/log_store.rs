@@ -648,7 +648,7 @@ fn keep_reserve(file: &File, tail: &Mutex<Tail>, reserve: u64, asked: &Receiver<
         loop {
             {
                 let mut t = tail.lock();
-                if t.failed.is_some() || t.written >= t.end + reserve {
+                if t.running().is_err() || t.written >= t.end + reserve {
                     break;
                 }
                 // Under the lock: records are written only below `end`, and none goes
