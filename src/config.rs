@@ -41,6 +41,7 @@ pub struct Config {
     pub log_format: String,
     pub log_level: String,
     pub jwt_secret: String,
+    pub cluster_secret: String,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
     pub admin_email: String,
@@ -96,6 +97,7 @@ impl Default for Config {
             log_format: "text".into(),
             log_level: "info".into(),
             jwt_secret: String::new(),
+            cluster_secret: String::new(),
             access_token_ttl_secs: 900,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             admin_email: String::new(),
@@ -217,6 +219,16 @@ pub struct Overrides {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_secret: Option<String>,
+    /// Secret every node of a cluster holds (32+ bytes, the same on every node, not the
+    /// `jwt_secret`): peers prove it before a link carries anything. Required in a cluster.
+    #[arg(
+        long,
+        global = true,
+        env = "ECOMMESH_CLUSTER_SECRET",
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_secret: Option<String>,
     /// Lifetime of access tokens, in seconds.
     #[arg(long, global = true, env = "ECOMMESH_ACCESS_TOKEN_TTL_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -352,10 +364,11 @@ impl Overrides {
     /// process starts (a benchmark's), except those the starter sets itself: where it
     /// listens, its data, its token secret and its admin account.
     pub fn to_env(&self) -> Vec<(String, String)> {
-        const OWN: [&str; 5] = [
+        const OWN: [&str; 6] = [
             "listen",
             "data_dir",
             "jwt_secret",
+            "cluster_secret",
             "admin_email",
             "admin_password",
         ];
@@ -513,6 +526,12 @@ impl Config {
             if self.jwt_secret.is_empty() {
                 bail!("invalid configuration: a cluster node needs `jwt_secret` (the same on every node), or a token signed by one node is refused by the others");
             }
+            if self.cluster_secret.len() < crate::cluster::handshake::MIN_SECRET_LEN {
+                bail!("invalid configuration: a cluster node needs `cluster_secret` (ECOMMESH_CLUSTER_SECRET), 32 bytes or more and the same on every node: peers prove it before a link carries anything");
+            }
+            if self.cluster_secret == self.jwt_secret {
+                bail!("invalid configuration: `cluster_secret` must differ from `jwt_secret` (a leaked token secret must not open the peer port)");
+            }
         }
         range("replication_factor", self.replication_factor, 1, 7)?;
         range("raft_heartbeat_ms", self.raft_heartbeat_ms, 10, 10_000)?;
@@ -583,6 +602,8 @@ impl Config {
             http,
             join: self.join,
             snapshot_every: self.raft_snapshot_every,
+            secret: crate::cluster::handshake::ClusterSecret::new(self.cluster_secret.as_bytes())
+                .map_err(|e| anyhow::anyhow!("invalid configuration: `cluster_secret`: {e}"))?,
             ack_before_commit: self.test_ack_before_commit,
         }))
     }
@@ -682,6 +703,7 @@ mod tests {
     fn the_shipped_cluster_files_form_one_cluster() {
         let secret = Overrides {
             jwt_secret: Some("x".repeat(32)),
+            cluster_secret: Some("c".repeat(32)),
             ..Overrides::default()
         };
         let mut rpcs = Vec::new();
@@ -702,6 +724,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("jwt_secret"), "{e}");
+        // Nor without the cluster secret, nor with the token secret as the cluster's.
+        for cluster_secret in [None, Some("short".to_owned()), Some("x".repeat(32))] {
+            let given = Overrides {
+                cluster_secret,
+                ..secret.clone()
+            };
+            let e = Config::load(Some(std::path::Path::new(&path)), &given)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("cluster_secret"), "{e}");
+        }
     }
 
     #[test]
@@ -716,6 +749,7 @@ mod tests {
         let mut c = Config {
             node_id: 2,
             jwt_secret: "y".repeat(32),
+            cluster_secret: "z".repeat(32),
             peers: "1=127.0.0.1:7101,3=127.0.0.1:7103".into(),
             ..Config::default()
         };

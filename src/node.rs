@@ -43,7 +43,13 @@ pub struct Node {
     pub auth: Auth,
     pub catalog: Arc<Catalog>,
     /// Every product's latest durable state, for reads that need no shard round trip.
+    /// Written only by this node's own product shards (and its reads of them): checkout
+    /// prices from it, so nothing a peer says goes in.
     pub current_products: Arc<crate::catalog::current::CurrentProducts>,
+    /// In a cluster, what the leaders of shards this node does not lead told it of their
+    /// products: for views only ([`Node::product_view`]), never for a price or a stock
+    /// decision.
+    pub heard_products: Arc<crate::catalog::current::CurrentProducts>,
     pub order_book: Arc<crate::projection::Projection<crate::order_book::OrderBook>>,
     pub currency: Currency,
     pub live: Arc<crate::live::Live>,
@@ -93,6 +99,7 @@ impl Node {
             auth,
             catalog: Arc::new(Catalog::new(runtime.store().shard_count())),
             current_products,
+            heard_products: Arc::default(),
             order_book: Arc::new(crate::projection::Projection::new(
                 runtime.store().shard_count(),
             )),
@@ -135,7 +142,7 @@ impl Node {
             to_peers.tell_changes(crate::cluster::network::encode(change))
         }));
         let live = self.live.clone();
-        let heard = self.current_products.clone();
+        let heard = self.heard_products.clone();
         cluster.on_changes(Arc::new(
             move |payload| match crate::cluster::network::decode(&payload) {
                 Ok(change) => {
@@ -193,15 +200,19 @@ impl Node {
     /// Decisions that must be exact (checkout prices, stock) use [`Node::product`] or the
     /// product entity itself.
     pub async fn product_view(&self, id: &str) -> ProductRead {
-        if self.cluster.is_some() {
-            if let Some(known) = self.current_products.get_within(id, PRODUCT_VIEW_AGE) {
+        let remote = self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| !c.serves(self.products.shard_of(id)));
+        if remote {
+            if let Some(known) = self.heard_products.get_within(id, PRODUCT_VIEW_AGE) {
                 return Ok(known);
             }
         }
         let reply = self.product(id).await?;
-        // `product` keeps what a leader reads; a node that does not lead keeps it here.
-        if self.cluster.is_some() && reply.state.details.is_some() {
-            self.current_products
+        // `product` keeps what a leader reads; a node that does not lead keeps it apart.
+        if remote && reply.state.details.is_some() {
+            self.heard_products
                 .update(id, reply.seq, reply.state.clone());
         }
         Ok(reply)

@@ -16,6 +16,7 @@ use ecommesh_actors::registry::shard_for;
 use serde_json::{json, Value};
 
 const SECRET: &str = "cluster-test-secret-0123456789abcdef";
+const CLUSTER_SECRET: &str = "peer-link-test-secret-0123456789abcdef";
 const SHARDS: u32 = 16;
 
 struct TestCluster {
@@ -99,6 +100,7 @@ impl TestCluster {
         }
         cmd.args(&self.extra);
         cmd.env("ECOMMESH_JWT_SECRET", SECRET)
+            .env("ECOMMESH_CLUSTER_SECRET", CLUSTER_SECRET)
             .env("ECOMMESH_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("ECOMMESH_ADMIN_PASSWORD", ADMIN_PASSWORD);
         cmd

@@ -36,6 +36,7 @@ pub struct Settings {
     pub image: String,
     pub nodes: u64,
     pub jwt_secret: String,
+    pub cluster_secret: String,
     pub admin_email: String,
     pub admin_password: String,
     /// Starts every node with the test-only flag that acknowledges writes before Raft
@@ -134,6 +135,7 @@ impl Cluster {
                 format!("ECOMMESH_PEERS={peers}"),
                 format!("ECOMMESH_REPLICATION_FACTOR={}", s.nodes.min(3)),
                 format!("ECOMMESH_JWT_SECRET={}", s.jwt_secret),
+                format!("ECOMMESH_CLUSTER_SECRET={}", s.cluster_secret),
                 format!("ECOMMESH_ADMIN_EMAIL={}", s.admin_email),
                 format!("ECOMMESH_ADMIN_PASSWORD={}", s.admin_password),
                 "ECOMMESH_DEMO_CATALOG=false".to_owned(),

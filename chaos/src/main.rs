@@ -179,6 +179,7 @@ async fn run(args: RunArgs) -> anyhow::Result<Verdict> {
         image: args.image.clone(),
         nodes: args.nodes,
         jwt_secret: random_hex(32),
+        cluster_secret: random_hex(32),
         admin_email: format!("admin-{run_id}@chaos.test"),
         admin_password: random_hex(16),
         broken_ack_before_commit: args.broken_ack_before_commit,

@@ -32,6 +32,7 @@ struct Cluster {
     rpc: Vec<u16>,
     rf: usize,
     secret: String,
+    cluster_secret: String,
     members: Vec<Member>,
     http: reqwest::blocking::Client,
 }
@@ -43,6 +44,7 @@ impl Cluster {
             rpc: super::node::peer_ports(n)?,
             rf,
             secret: crate::auth::tokens::random_id() + &crate::auth::tokens::random_id(),
+            cluster_secret: crate::auth::tokens::random_id() + &crate::auth::tokens::random_id(),
             members: Vec::new(),
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -82,7 +84,8 @@ impl Cluster {
             .args(["--rpc-listen", &format!("127.0.0.1:{}", self.rpc[i])])
             .args(["--peers", &peers, "--shards", &SHARDS.to_string()])
             .args(["--replication-factor", &self.rf.to_string()])
-            .env("ECOMMESH_JWT_SECRET", &self.secret);
+            .env("ECOMMESH_JWT_SECRET", &self.secret)
+            .env("ECOMMESH_CLUSTER_SECRET", &self.cluster_secret);
         super::node::spawn(cmd).with_context(|| format!("node {}", i + 1))
     }
 

@@ -13,6 +13,7 @@
 //! shard actors, so that elections and heartbeats keep time when requests pile up.
 
 pub mod cli;
+pub mod handshake;
 pub mod journal;
 pub mod membership;
 pub mod network;
@@ -58,6 +59,9 @@ pub struct ClusterSettings {
     /// A shard's group takes a snapshot (an export of the shard) every this many entries,
     /// and purges its log behind it.
     pub snapshot_every: u64,
+    /// What every node of the cluster holds, and proves to the others before a link
+    /// carries anything.
+    pub secret: handshake::ClusterSecret,
     /// TEST ONLY: answer appends once proposed, before they commit (a deliberately
     /// broken build for the chaos suite).
     pub ack_before_commit: bool,
@@ -175,6 +179,7 @@ impl Cluster {
                     .map(|(id, a)| (*id, a.clone()))
                     .collect::<HashMap<_, _>>(),
                 handler,
+                settings.secret.clone(),
             );
             let mut rafts = Vec::with_capacity(shards as usize);
             for shard in 0..shards {

@@ -8,7 +8,12 @@
 //! (each side pings every [`PING`] while idle), which also notices a silent partition;
 //! requests in flight on a dropped link fail at once.
 //!
-//! Frames are length-delimited: `[kind u8][id u64][payload]`.
+//! A link proves membership first ([`super::handshake`]): until the peer has proven that
+//! it holds the cluster secret, at most [`MAX_HANDSHAKE_FRAME`] bytes are read from it and
+//! nothing is written to it (an acceptor) or nothing but the hello (a dialer). After that,
+//! frames are length-delimited and sealed: `seal([kind u8][id u64][payload])`, each kind
+//! bounded ([`max_payload`]). A frame that fails to open or breaks its kind's bound closes
+//! the link.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,6 +29,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use super::handshake::{
+    ClusterSecret, Hello, ReplayGuard, SessionKeys, Welcome, MAX_HANDSHAKE_FRAME, SEAL_OVERHEAD,
+};
 use super::types::NodeId;
 
 /// A link that hears nothing for this long is considered dead.
@@ -32,10 +40,18 @@ pub const IDLE: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often an otherwise quiet link is pinged.
 pub const PING: Duration = Duration::from_secs(1);
-/// Largest frame: a chunk of a snapshot, or a batch of entries.
-const MAX_FRAME: usize = 64 * 1024 * 1024;
+/// Largest payload: a chunk of a snapshot, or a batch of entries.
+const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
+/// Largest one-way payload: one live change (a product's state with its holds).
+const MAX_TELL: usize = 4 * 1024 * 1024;
+/// How long a peer has to prove itself.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections allowed to be proving themselves at once; more are closed at once, so
+/// strangers cannot hold this node's tasks and sockets.
+const MAX_HANDSHAKES: usize = 32;
+/// kind and id, before the payload.
+const HEADER: usize = 9;
 
-const HELLO: u8 = 0;
 const REQUEST: u8 = 1;
 const RESPONSE: u8 = 2;
 const PING_FRAME: u8 = 3;
@@ -55,10 +71,22 @@ pub enum LinkError {
     Broken(NodeId),
     #[error("node {0} did not answer within {1:?}")]
     Timeout(NodeId, Duration),
+    #[error("a message of {0} bytes is over the link's bound")]
+    TooLarge(usize),
+}
+
+/// The most payload a frame of `kind` may carry (None: no such kind).
+fn max_payload(kind: u8) -> Option<usize> {
+    match kind {
+        REQUEST | RESPONSE => Some(MAX_PAYLOAD),
+        TELL => Some(MAX_TELL),
+        PING_FRAME => Some(0),
+        _ => None,
+    }
 }
 
 struct Link {
-    out: mpsc::UnboundedSender<Bytes>,
+    out: mpsc::UnboundedSender<BytesMut>,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>>,
     /// Tells apart a link from the one that replaced it.
     serial: u64,
@@ -72,20 +100,32 @@ pub struct Transport {
     handler: Handler,
     next_id: AtomicU64,
     serials: AtomicU64,
+    secret: ClusterSecret,
+    replay: ReplayGuard,
+    handshakes: Arc<tokio::sync::Semaphore>,
 }
 
-fn frame(kind: u8, id: u64, payload: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(9 + payload.len());
+/// A frame before sealing, with room for its tag.
+fn frame(kind: u8, id: u64, payload: &[u8]) -> BytesMut {
+    let mut b = BytesMut::with_capacity(HEADER + payload.len() + SEAL_OVERHEAD);
     b.put_u8(kind);
     b.put_u64(id);
     b.put_slice(payload);
-    b.freeze()
+    b
 }
 
-fn codec() -> LengthDelimitedCodec {
+/// The framing of a link before its peer has proven itself.
+fn handshake_codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME)
+        .max_frame_length(MAX_HANDSHAKE_FRAME)
         .new_codec()
+}
+
+type Wire = Framed<TcpStream, LengthDelimitedCodec>;
+
+fn refused(from: &dyn std::fmt::Display, e: &super::handshake::Refused) {
+    tracing::warn!(peer = %from, reason = %e, "peer link refused");
+    metrics::counter!("ecommesh_cluster_links_refused_total", "reason" => e.reason()).increment(1);
 }
 
 impl Transport {
@@ -96,19 +136,33 @@ impl Transport {
         listener: TcpListener,
         addrs: HashMap<NodeId, String>,
         handler: Handler,
+        secret: ClusterSecret,
     ) -> Arc<Self> {
         let t = Arc::new(Transport {
             me,
             links: Mutex::new(HashMap::new()),
-            addrs: Mutex::new(HashMap::new()),
+            // Known before the listener accepts anyone: a peer is checked against them.
+            addrs: Mutex::new(
+                addrs
+                    .iter()
+                    .filter(|(id, _)| **id != me)
+                    .map(|(id, a)| (*id, a.clone()))
+                    .collect(),
+            ),
             handler,
             next_id: AtomicU64::new(1),
             serials: AtomicU64::new(1),
+            secret,
+            replay: ReplayGuard::default(),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
         });
         let accepting = t.clone();
         tokio::spawn(async move { accepting.accept(listener).await });
         for (id, addr) in addrs {
-            t.add_peer(id, addr);
+            if id > me {
+                let t = t.clone();
+                tokio::spawn(async move { t.dial(id, addr).await });
+            }
         }
         t
     }
@@ -150,6 +204,10 @@ impl Transport {
             let links = self.links.lock();
             let link = links.get(&peer).ok_or(LinkError::NotConnected(peer))?;
             link.pending.lock().insert(id, tx);
+            if payload.len() > MAX_PAYLOAD {
+                link.pending.lock().remove(&id);
+                return Err(LinkError::TooLarge(payload.len()));
+            }
             if link.out.send(frame(REQUEST, id, payload)).is_err() {
                 link.pending.lock().remove(&id);
                 return Err(LinkError::Broken(peer));
@@ -173,6 +231,9 @@ impl Transport {
     pub fn tell(&self, peer: NodeId, payload: &[u8]) -> Result<(), LinkError> {
         let links = self.links.lock();
         let link = links.get(&peer).ok_or(LinkError::NotConnected(peer))?;
+        if payload.len() > MAX_TELL {
+            return Err(LinkError::TooLarge(payload.len()));
+        }
         link.out
             .send(frame(TELL, 0, payload))
             .map_err(|_| LinkError::Broken(peer))
@@ -197,11 +258,14 @@ impl Transport {
                 Ok(stream) => {
                     backoff = Duration::from_millis(50);
                     let _ = stream.set_nodelay(true);
-                    let mut framed = Framed::new(stream, codec());
-                    if framed.send(frame(HELLO, self.me, &[])).await.is_ok() {
-                        tracing::info!(peer, addr, "link up (dialled)");
-                        self.clone().serve(peer, framed).await;
-                        tracing::info!(peer, addr, "link down");
+                    match self.introduce(peer, stream).await {
+                        Ok((framed, keys)) => {
+                            tracing::info!(peer, addr, "link up (dialled)");
+                            self.clone().serve(peer, framed, keys).await;
+                            tracing::info!(peer, addr, "link down");
+                        }
+                        Err(Some(e)) => refused(&addr, &e),
+                        Err(None) => tracing::debug!(peer, addr, "peer closed the handshake"),
                     }
                 }
                 Err(e) => tracing::debug!(peer, addr, error = %e, "cannot reach peer"),
@@ -211,36 +275,113 @@ impl Transport {
         }
     }
 
+    /// The dialer's side of the handshake: hello, then the peer's welcome must prove it
+    /// holds the secret. `Err(None)`: the peer closed or timed out.
+    async fn introduce(
+        &self,
+        peer: NodeId,
+        stream: TcpStream,
+    ) -> Result<(Wire, SessionKeys), Option<super::handshake::Refused>> {
+        let mut framed = Framed::new(stream, handshake_codec());
+        let hello = Hello::new(&self.secret, self.me, peer);
+        framed
+            .send(Bytes::from(hello.clone()))
+            .await
+            .map_err(|_| None)?;
+        let welcome = match tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next()).await {
+            Ok(Some(Ok(w))) => w,
+            _ => return Err(None),
+        };
+        Welcome::check(&welcome, &self.secret, &hello).map_err(Some)?;
+        let keys = SessionKeys::derive(&self.secret, &hello, &welcome, true);
+        Ok((framed, keys))
+    }
+
     async fn accept(self: Arc<Self>, listener: TcpListener) {
         loop {
             let Ok((stream, from)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
+            let Ok(permit) = self.handshakes.clone().try_acquire_owned() else {
+                tracing::warn!(%from, "too many peer handshakes at once; connection closed");
+                metrics::counter!("ecommesh_cluster_links_refused_total", "reason" => "busy")
+                    .increment(1);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let t = self.clone();
             tokio::spawn(async move {
-                let mut framed = Framed::new(stream, codec());
-                let hello = tokio::time::timeout(IDLE, framed.next()).await;
-                let Ok(Some(Ok(mut hello))) = hello else {
-                    return;
-                };
-                if hello.len() < 9 || hello.get_u8() != HELLO {
-                    tracing::warn!(%from, "a connection that did not introduce itself; dropped");
-                    return;
+                let proven = tokio::time::timeout(HANDSHAKE_TIMEOUT, t.welcome(stream)).await;
+                drop(permit);
+                match proven {
+                    Ok(Ok((peer, framed, keys))) => {
+                        tracing::info!(peer, %from, "link up (accepted)");
+                        t.serve(peer, framed, keys).await;
+                        tracing::info!(peer, %from, "link down");
+                    }
+                    Ok(Err(Some(e))) => refused(&from, &e),
+                    Ok(Err(None)) => tracing::debug!(%from, "peer closed the handshake"),
+                    Err(_) => tracing::warn!(%from, "peer handshake timed out"),
                 }
-                let peer = hello.get_u64();
-                tracing::info!(peer, %from, "link up (accepted)");
-                t.serve(peer, framed).await;
-                tracing::info!(peer, %from, "link down");
             });
         }
     }
 
+    /// The acceptor's side: the hello must prove itself before anything is written back;
+    /// the link counts only once the dialer's first sealed frame opened.
+    async fn welcome(
+        &self,
+        stream: TcpStream,
+    ) -> Result<(NodeId, Wire, SessionKeys), Option<super::handshake::Refused>> {
+        let mut framed = Framed::new(stream, handshake_codec());
+        let hello = match framed.next().await {
+            Some(Ok(h)) => h,
+            // A frame over the handshake's bound is an error of the codec: refused.
+            Some(Err(_)) => {
+                return Err(Some(super::handshake::Refused::Malformed(
+                    "frame too large before authentication",
+                )))
+            }
+            None => return Err(None),
+        };
+        let is_member = |id| self.addrs.lock().contains_key(&id);
+        let peer = Hello::check(&hello, &self.secret, self.me, is_member, &self.replay)
+            .map_err(Some)?
+            .from;
+        let welcome = Welcome::new(&self.secret, &hello);
+        framed
+            .send(Bytes::from(welcome.clone()))
+            .await
+            .map_err(|_| None)?;
+        let mut keys = SessionKeys::derive(&self.secret, &hello, &welcome, false);
+        let mut first = match framed.next().await {
+            Some(Ok(f)) => f,
+            _ => return Err(None),
+        };
+        keys.receive.open(&mut first).map_err(Some)?;
+        if first.first() != Some(&PING_FRAME) {
+            return Err(Some(super::handshake::Refused::Malformed(
+                "first frame is not a ping",
+            )));
+        }
+        Ok((peer, framed, keys))
+    }
+
     /// Runs one established link until it breaks or goes idle.
-    async fn serve(self: Arc<Self>, peer: NodeId, framed: Framed<TcpStream, LengthDelimitedCodec>) {
+    async fn serve(self: Arc<Self>, peer: NodeId, mut framed: Wire, keys: SessionKeys) {
+        framed
+            .codec_mut()
+            .set_max_frame_length(HEADER + MAX_PAYLOAD + SEAL_OVERHEAD);
+        let SessionKeys {
+            send: mut sealer,
+            receive: mut opener,
+        } = keys;
         let (mut sink, mut stream) = framed.split();
-        let (out, mut queue) = mpsc::unbounded_channel::<Bytes>();
+        let (out, mut queue) = mpsc::unbounded_channel::<BytesMut>();
+        // The dialer's first sealed frame proves it holds the keys; the acceptor waits
+        // for it before it counts the link (see `welcome`).
+        let _ = out.send(frame(PING_FRAME, 0, &[]));
         let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>> = Arc::default();
         let serial = self.serials.fetch_add(1, Ordering::Relaxed);
         self.links.lock().insert(
@@ -253,12 +394,14 @@ impl Transport {
         );
         metrics::gauge!("ecommesh_cluster_links").increment(1.0);
         let writer = tokio::spawn(async move {
+            let mut seal = move |mut f: BytesMut| sealer.seal(&mut f).map(|()| f.freeze());
             loop {
                 let first = match tokio::time::timeout(PING, queue.recv()).await {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
                     Err(_) => frame(PING_FRAME, 0, &[]),
                 };
+                let Ok(first) = seal(first) else { break };
                 if sink.feed(first).await.is_err() {
                     break;
                 }
@@ -266,6 +409,7 @@ impl Transport {
                 let mut batched = 1u64;
                 while let Ok(more) = queue.try_recv() {
                     batched += 1;
+                    let Ok(more) = seal(more) else { return };
                     if sink.feed(more).await.is_err() {
                         return;
                     }
@@ -290,18 +434,39 @@ impl Transport {
                 }
             };
             let mut f = next;
-            if f.len() < 9 {
+            if let Err(e) = opener.open(&mut f) {
+                refused(&peer, &e);
+                break;
+            }
+            if f.len() < HEADER {
                 break;
             }
             let kind = f.get_u8();
             let id = f.get_u64();
+            if max_payload(kind).is_none_or(|max| f.len() > max) {
+                tracing::warn!(
+                    peer,
+                    kind,
+                    len = f.len(),
+                    "frame over its kind's bound; link dropped"
+                );
+                break;
+            }
             let payload = f.freeze();
             match kind {
                 REQUEST => {
                     let (handler, out) = (self.handler.clone(), out.clone());
                     tokio::spawn(async move {
                         let answer = handler(peer, payload).await;
-                        let _ = out.send(frame(RESPONSE, id, &answer));
+                        if answer.len() <= MAX_PAYLOAD {
+                            let _ = out.send(frame(RESPONSE, id, &answer));
+                        } else {
+                            tracing::error!(
+                                peer,
+                                len = answer.len(),
+                                "an answer over the frame bound was not sent"
+                            );
+                        }
                     });
                 }
                 TELL => {
