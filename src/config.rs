@@ -56,6 +56,10 @@ pub struct Config {
     pub ws_idle_timeout_secs: u64,
     pub ws_send_buffer: usize,
     pub ws_max_subscriptions: usize,
+    pub ws_max_failed_subscriptions: usize,
+    pub ws_max_connections_per_ip: usize,
+    pub ws_max_subscriptions_per_ip: usize,
+    pub trusted_proxies: String,
     pub low_stock_threshold: u64,
     pub node_id: u64,
     pub rpc_listen: String,
@@ -112,6 +116,10 @@ impl Default for Config {
             ws_idle_timeout_secs: 60,
             ws_send_buffer: 1024,
             ws_max_subscriptions: 256,
+            ws_max_failed_subscriptions: 32,
+            ws_max_connections_per_ip: 64,
+            ws_max_subscriptions_per_ip: 4096,
+            trusted_proxies: String::new(),
             low_stock_threshold: 5,
             node_id: 0,
             rpc_listen: "127.0.0.1:7100".into(),
@@ -289,6 +297,22 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_WS_MAX_SUBSCRIPTIONS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ws_max_subscriptions: Option<usize>,
+    /// Subscribe attempts one websocket may have refused (unknown topic or product, no access, over a limit) before it is closed with 1008.
+    #[arg(long, global = true, env = "ECOMMESH_WS_MAX_FAILED_SUBSCRIPTIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_max_failed_subscriptions: Option<usize>,
+    /// Websockets open at once from one client address; more are refused with 429.
+    #[arg(long, global = true, env = "ECOMMESH_WS_MAX_CONNECTIONS_PER_IP")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_max_connections_per_ip: Option<usize>,
+    /// Subscriptions held at once by all websockets of one client address.
+    #[arg(long, global = true, env = "ECOMMESH_WS_MAX_SUBSCRIPTIONS_PER_IP")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_max_subscriptions_per_ip: Option<usize>,
+    /// Addresses of reverse proxies (comma-separated IPs) whose X-Forwarded-For names the client; from anyone else the TCP peer is the client.
+    #[arg(long, global = true, env = "ECOMMESH_TRUSTED_PROXIES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_proxies: Option<String>,
     /// A product with this many units available or fewer is reported as low on stock.
     #[arg(long, global = true, env = "ECOMMESH_LOW_STOCK_THRESHOLD")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -439,6 +463,8 @@ impl Config {
             Ok(())
         }
         self.listen_addr()?;
+        crate::http::client_ip::ClientIp::parse(&self.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         range("shards", self.shards, 1, 4096)?;
         range("snapshot_every", self.snapshot_every, 1, 1_000_000)?;
         range(
@@ -551,6 +577,24 @@ impl Config {
             10,
             100_000_000,
         )?;
+        range(
+            "ws_max_failed_subscriptions",
+            self.ws_max_failed_subscriptions,
+            1,
+            100000,
+        )?;
+        range(
+            "ws_max_connections_per_ip",
+            self.ws_max_connections_per_ip,
+            1,
+            1000000,
+        )?;
+        range(
+            "ws_max_subscriptions_per_ip",
+            self.ws_max_subscriptions_per_ip,
+            1,
+            100000000,
+        )?;
         if self.data_dir.as_os_str().is_empty() {
             bail!("invalid configuration: `data_dir` must not be empty");
         }
@@ -641,6 +685,9 @@ impl Config {
             idle_timeout: Duration::from_secs(self.ws_idle_timeout_secs),
             send_buffer: self.ws_send_buffer,
             max_subscriptions: self.ws_max_subscriptions,
+            max_failed_subscriptions: self.ws_max_failed_subscriptions,
+            max_connections_per_ip: self.ws_max_connections_per_ip,
+            max_subscriptions_per_ip: self.ws_max_subscriptions_per_ip,
             low_stock_threshold: self.low_stock_threshold,
         }
     }

@@ -54,6 +54,8 @@ pub struct Node {
     pub currency: Currency,
     pub live: Arc<crate::live::Live>,
     pub live_settings: crate::live::LiveSettings,
+    /// Tells a request's client address (for the limits kept per client).
+    pub client_ip: crate::http::client_ip::ClientIp,
     pub shards: u32,
     /// False until recovery is done, and again once shutdown has begun.
     pub ready: AtomicBool,
@@ -106,6 +108,7 @@ impl Node {
             currency,
             live,
             live_settings: crate::live::LiveSettings::default(),
+            client_ip: Default::default(),
             shards: runtime.store().shard_count(),
             ready: AtomicBool::new(false),
             metrics,
@@ -453,6 +456,8 @@ async fn serve(
     );
     node.reservation_ttl = std::time::Duration::from_secs(config.reservation_ttl_secs);
     node.live_settings = config.live();
+    node.client_ip = crate::http::client_ip::ClientIp::parse(&config.trusted_proxies)
+        .map_err(|e| anyhow!("invalid configuration: {e}"))?;
     let node = web::Data::new(node);
     let fresh = (0..node.shards).all(|s| {
         runtime

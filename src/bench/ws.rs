@@ -179,7 +179,17 @@ impl Receipts {
 }
 
 async fn fan_out(n: usize, changes: usize, env: &[(String, String)]) -> anyhow::Result<FanOut> {
-    let node = Node::start(&["--no-demo"], env)?;
+    // Every simulated client comes from 127.0.0.1: lift the per-address limits.
+    let node = Node::start(
+        &[
+            "--no-demo",
+            "--ws-max-connections-per-ip",
+            "1000000",
+            "--ws-max-subscriptions-per-ip",
+            "100000000",
+        ],
+        env,
+    )?;
     let http = reqwest::Client::new();
     let login: Value = http
         .post(format!("{}/api/v1/auth/login", node.base))

@@ -81,6 +81,19 @@ impl ApiError {
         }
     }
 
+    /// 429 `rate_limited`: one client address asked too often or holds too much.
+    pub fn rate_limited(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
+        }
+    }
+
+    /// 503 `busy`: a bounded resource of the node (password hashing) is all in use.
+    pub fn busy(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        ApiError::unavailable("busy", detail.into(), retry_after_secs)
+    }
+
     fn unavailable(code: &'static str, detail: String, retry_after: u64) -> Self {
         ApiError {
             retry_after_secs: Some(retry_after.max(1)),

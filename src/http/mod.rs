@@ -2,6 +2,7 @@
 //! request-metrics middleware.
 
 pub mod carts;
+pub mod client_ip;
 pub mod cluster;
 pub mod errors;
 pub mod json;

@@ -43,6 +43,20 @@ impl Hub {
         rx
     }
 
+    /// Forgets `topic` if nobody listens to it any more (a subscriber just left).
+    pub fn release(&self, topic: &str) {
+        let mut topics = self.topics.lock();
+        if topics.get(topic).is_some_and(|tx| tx.receiver_count() == 0) {
+            topics.remove(topic);
+            metrics::gauge!("ecommesh_ws_topics").set(topics.len() as f64);
+        }
+    }
+
+    /// How many topics have a channel now.
+    pub fn topic_count(&self) -> usize {
+        self.topics.lock().len()
+    }
+
     /// True when someone listens to `topic`: only then is a change worth rendering.
     pub fn has_subscribers(&self, topic: &str) -> bool {
         self.topics

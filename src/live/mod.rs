@@ -8,6 +8,7 @@
 
 pub mod feed;
 pub mod hub;
+pub mod limits;
 pub mod protocol;
 pub mod sales;
 pub mod snapshot;
@@ -39,6 +40,10 @@ pub struct LiveSettings {
     pub idle_timeout: Duration,
     pub send_buffer: usize,
     pub max_subscriptions: usize,
+    /// Refused subscribe attempts after which a socket is closed (1008).
+    pub max_failed_subscriptions: usize,
+    pub max_connections_per_ip: usize,
+    pub max_subscriptions_per_ip: usize,
     pub low_stock_threshold: u64,
 }
 
@@ -49,6 +54,9 @@ impl Default for LiveSettings {
             idle_timeout: Duration::from_secs(60),
             send_buffer: 1024,
             max_subscriptions: 256,
+            max_failed_subscriptions: 32,
+            max_connections_per_ip: 64,
+            max_subscriptions_per_ip: 4096,
             low_stock_threshold: 5,
         }
     }
@@ -68,6 +76,8 @@ pub struct LowStock {
 /// The live-update state of a node.
 pub struct Live {
     pub hub: Hub,
+    /// What each client address holds: sockets and subscriptions.
+    pub clients: std::sync::Arc<limits::PerClient>,
     pub sales: Mutex<SalesBoard>,
     pub low_stock: Mutex<BTreeMap<String, LowStock>>,
     changes: mpsc::UnboundedSender<Change>,
@@ -85,6 +95,7 @@ impl Live {
         let (tx, rx) = mpsc::unbounded_channel();
         Live {
             hub: Hub::default(),
+            clients: Default::default(),
             sales: Mutex::new(SalesBoard::new(currency)),
             low_stock: Mutex::new(BTreeMap::new()),
             changes: tx,

@@ -19,6 +19,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamMap;
 
 use super::hub::Frame;
+use super::limits::ClientSlot;
 use super::protocol::{Access, ClientMessage, ServerMessage, Topic, PROTOCOL_VERSION, TOPICS};
 use crate::auth::extract::Caller;
 use crate::node::Node;
@@ -34,6 +35,25 @@ pub async fn connect(
     body: web::Payload,
     node: web::Data<Node>,
 ) -> actix_web::Result<HttpResponse> {
+    let ip = node.client_ip.of(&req);
+    let settings = node.live_settings;
+    // Refused before the upgrade: no task, no buffer, no hub state for it.
+    let Some(slot) = node
+        .live
+        .clients
+        .connect(ip, settings.max_connections_per_ip)
+    else {
+        metrics::counter!("ecommesh_ws_refused_total", "reason" => "connections_per_ip")
+            .increment(1);
+        return Err(crate::http::errors::ApiError::rate_limited(
+            format!(
+                "at most {} websockets at once from one address",
+                settings.max_connections_per_ip
+            ),
+            5,
+        )
+        .into());
+    };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let stream = stream
         .max_frame_size(MAX_CLIENT_MESSAGE)
@@ -41,7 +61,7 @@ pub async fn connect(
         .max_continuation_size(MAX_CLIENT_MESSAGE);
     actix_web::rt::spawn(async move {
         metrics::gauge!("ecommesh_ws_connections").increment(1.0);
-        Connection::new(node).run(session, stream).await;
+        Connection::new(node, slot).run(session, stream).await;
         metrics::gauge!("ecommesh_ws_connections").decrement(1.0);
     });
     Ok(response)
@@ -69,6 +89,10 @@ struct Connection {
     out: VecDeque<Out>,
     /// Set when the send buffer overflowed: the connection is closed as a slow consumer.
     overflowed: bool,
+    /// This socket's share of its client address's allowance.
+    slot: ClientSlot,
+    /// Subscribe attempts refused so far; past the limit the socket is closed.
+    refused: usize,
 }
 
 fn reason(code: CloseCode, text: &str) -> CloseReason {
@@ -79,7 +103,7 @@ fn reason(code: CloseCode, text: &str) -> CloseReason {
 }
 
 impl Connection {
-    fn new(node: web::Data<Node>) -> Self {
+    fn new(node: web::Data<Node>, slot: ClientSlot) -> Self {
         Connection {
             node,
             caller: None,
@@ -87,7 +111,32 @@ impl Connection {
             frames: StreamMap::new(),
             out: VecDeque::new(),
             overflowed: false,
+            slot,
+            refused: 0,
         }
+    }
+
+    /// Answers a refused subscribe attempt; each one counts toward the socket's limit.
+    fn refuse(&mut self, code: &'static str, message: String, topic: &str) {
+        self.refused += 1;
+        metrics::counter!("ecommesh_ws_subscriptions_refused_total").increment(1);
+        self.error(code, message, Some(topic));
+    }
+
+    /// True once the client has had more subscribe attempts refused than it may.
+    fn abusive(&self) -> bool {
+        self.refused > self.node.live_settings.max_failed_subscriptions
+    }
+
+    /// Ends the subscription on `channel`, giving back what it held.
+    fn drop_subscription(&mut self, channel: &str) -> bool {
+        if self.subs.remove(channel).is_none() {
+            return false;
+        }
+        self.frames.remove(channel);
+        self.slot.give_back_subscription();
+        self.node.live.hub.release(channel);
+        true
     }
 
     /// Queues a message; a full buffer marks the client as too slow.
@@ -171,8 +220,22 @@ impl Connection {
             if self.overflowed {
                 break Some(self.slow_consumer());
             }
+            if self.abusive() {
+                metrics::counter!("ecommesh_ws_refused_total", "reason" => "failed_subscriptions")
+                    .increment(1);
+                break Some(reason(
+                    CloseCode::Policy,
+                    &format!(
+                        "more than {} subscribe attempts refused; fix the topics and reconnect",
+                        settings.max_failed_subscriptions
+                    ),
+                ));
+            }
         };
         drop(self.frames);
+        for channel in self.subs.keys() {
+            self.node.live.hub.release(channel);
+        }
         if self.overflowed {
             // Whatever is queued is dropped; the close frame goes after what the socket
             // already holds, if the client reads within the grace period.
@@ -286,8 +349,7 @@ impl Connection {
             .map(|(c, _)| c.clone())
             .collect();
         for channel in private {
-            self.subs.remove(&channel);
-            self.frames.remove(&channel);
+            self.drop_subscription(&channel);
         }
         self.error(
             "token_expired",
@@ -299,33 +361,54 @@ impl Connection {
     async fn subscribe(&mut self, name: &str) {
         let topic = match Topic::parse(name) {
             Ok(t) => t,
-            Err(e) => return self.error("unknown_topic", e, Some(name)),
+            Err(e) => return self.refuse("unknown_topic", e, name),
         };
         let caller = self.caller.as_ref().map(|(c, _)| c.clone());
         match (topic.access(), &caller) {
             (Access::SignedIn | Access::Admin, None) => {
-                return self.error(
+                return self.refuse(
                     "unauthorized",
                     format!("{name} needs a signed-in connection: send {{\"type\":\"auth\",\"token\":\"<access token>\"}} first"),
-                    Some(name),
+                    name,
                 )
             }
             (Access::Admin, Some(c)) if !c.is_admin() => {
-                return self.error("forbidden", format!("{name} needs the admin role"), Some(name))
+                return self.refuse("forbidden", format!("{name} needs the admin role"), name)
             }
             _ => {}
         }
         let channel = topic.channel(caller.as_ref().map(|c| c.id.as_str()));
-        if self.subs.len() >= self.node.live_settings.max_subscriptions
-            && !self.subs.contains_key(&channel)
-        {
-            return self.error(
+        let settings = self.node.live_settings;
+        let again = self.subs.contains_key(&channel);
+        if !again && self.subs.len() >= settings.max_subscriptions {
+            return self.refuse(
                 "too_many_subscriptions",
                 format!(
                     "at most {} topics per connection; unsubscribe from one first",
-                    self.node.live_settings.max_subscriptions
+                    settings.max_subscriptions
                 ),
-                Some(name),
+                name,
+            );
+        }
+        // Only a topic that exists gets a channel: a made-up product id costs nothing
+        // but this check (and counts as a refused attempt).
+        if let Topic::Product(id) = &topic {
+            if let Err(e) = self.product_exists(id).await {
+                return self.refuse(e.code, e.detail, name);
+            }
+        }
+        if !again
+            && !self
+                .slot
+                .take_subscription(settings.max_subscriptions_per_ip)
+        {
+            return self.refuse(
+                "too_many_subscriptions",
+                format!(
+                    "at most {} subscriptions at once from one address",
+                    settings.max_subscriptions_per_ip
+                ),
+                name,
             );
         }
         // Listen first, then read the state: nothing that happens in between is missed,
@@ -350,8 +433,30 @@ impl Connection {
                     data: snap.data,
                 });
             }
-            Err(e) => self.error(e.code, e.detail, Some(name)),
+            Err(e) => {
+                if !again {
+                    drop(rx);
+                    self.slot.give_back_subscription();
+                    self.node.live.hub.release(&channel);
+                }
+                self.refuse(e.code, e.detail, name)
+            }
         }
+    }
+
+    /// Whether product `id` exists: the catalog answers for every product it has
+    /// projected; one created a moment ago is read from its shard.
+    async fn product_exists(&self, id: &str) -> Result<(), crate::http::errors::ApiError> {
+        if self.node.catalog.read().get(id).is_some() {
+            return Ok(());
+        }
+        let reply = self.node.product(id).await?;
+        if reply.state.details.is_none() {
+            return Err(crate::http::errors::ApiError::not_found(format!(
+                "product {id} does not exist"
+            )));
+        }
+        Ok(())
     }
 
     fn unsubscribe(&mut self, name: &str) {
@@ -360,14 +465,13 @@ impl Connection {
             Err(e) => return self.error("unknown_topic", e, Some(name)),
         };
         let channel = topic.channel(self.caller.as_ref().map(|(c, _)| c.id.as_str()));
-        if self.subs.remove(&channel).is_none() {
+        if !self.drop_subscription(&channel) {
             return self.error(
                 "not_subscribed",
                 format!("not subscribed to {name}"),
                 Some(name),
             );
         }
-        self.frames.remove(&channel);
         self.reply(ServerMessage::Unsubscribed { topic: name });
     }
 }

@@ -264,3 +264,23 @@ pub fn add_to_cart(
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().unwrap());
 }
+
+/// The resident memory of process `pid`, in MiB (from /proc).
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/<pid>/status");
+    kib / 1024.0
+}
+
+/// The value of metric `name` (a line `name value` or `name{labels} value`) on /metrics.
+pub fn metric(http: &reqwest::blocking::Client, node: &Node, name: &str) -> Option<f64> {
+    let text = http.get(node.url("/metrics")).send().ok()?.text().ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -18,7 +18,12 @@ pub struct Ws {
 
 impl Ws {
     pub fn connect(node: &Node) -> Ws {
-        let url = node.url("/api/v1/ws").replacen("http://", "ws://", 1);
+        Ws::connect_to(&node.base)
+    }
+
+    /// Connects to the node serving at `base` (`http://host:port`).
+    pub fn connect_to(base: &str) -> Ws {
+        let url = format!("{base}/api/v1/ws").replacen("http://", "ws://", 1);
         let (ws, _) = tungstenite::connect(url).expect("websocket handshake");
         if let MaybeTlsStream::Plain(s) = ws.get_ref() {
             s.set_read_timeout(Some(Duration::from_millis(100)))
