@@ -48,6 +48,10 @@ pub struct Config {
     pub admin_password: String,
     pub login_max_failures: u32,
     pub login_lockout_secs: u64,
+    pub password_hash_concurrency: usize,
+    pub password_hash_wait_ms: u64,
+    pub auth_rate_per_minute: u32,
+    pub auth_burst: u32,
     pub currency: String,
     pub demo_catalog: bool,
     pub reservation_ttl_secs: u64,
@@ -108,6 +112,10 @@ impl Default for Config {
             admin_password: String::new(),
             login_max_failures: 5,
             login_lockout_secs: 900,
+            password_hash_concurrency: 0,
+            password_hash_wait_ms: 1000,
+            auth_rate_per_minute: 30,
+            auth_burst: 10,
             currency: "USD".into(),
             demo_catalog: true,
             reservation_ttl_secs: 900,
@@ -257,13 +265,30 @@ pub struct Overrides {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_password: Option<String>,
-    /// Failed logins of one account before it is locked for `login_lockout_secs`.
+    /// Login attempts per account and client address before each further one backs off.
     #[arg(long, global = true, env = "ECOMMESH_LOGIN_MAX_FAILURES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_max_failures: Option<u32>,
+    /// The longest backoff between login attempts of one account and address.
     #[arg(long, global = true, env = "ECOMMESH_LOGIN_LOCKOUT_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_lockout_secs: Option<u64>,
+    /// Password hashes (argon2id, 19 MiB each) computed at once; 0: one per core. Sign-ins beyond it wait up to password_hash_wait_ms, then get 503 busy.
+    #[arg(long, global = true, env = "ECOMMESH_PASSWORD_HASH_CONCURRENCY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_hash_concurrency: Option<usize>,
+    /// How long a sign-in waits for a free hashing slot before 503 busy (with Retry-After).
+    #[arg(long, global = true, env = "ECOMMESH_PASSWORD_HASH_WAIT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_hash_wait_ms: Option<u64>,
+    /// Requests to /auth/* (register, login, refresh) one client address may make per minute, after a burst of auth_burst; more get 429.
+    #[arg(long, global = true, env = "ECOMMESH_AUTH_RATE_PER_MINUTE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_rate_per_minute: Option<u32>,
+    /// Requests to /auth/* one client address may make at once before the per-minute rate applies.
+    #[arg(long, global = true, env = "ECOMMESH_AUTH_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_burst: Option<u32>,
     /// The currency of every price in the shop (ISO 4217).
     #[arg(long, global = true, env = "ECOMMESH_CURRENCY")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -595,6 +620,25 @@ impl Config {
             1,
             100000000,
         )?;
+        range(
+            "password_hash_concurrency",
+            self.password_hash_concurrency,
+            0,
+            1024,
+        )?;
+        range(
+            "password_hash_wait_ms",
+            self.password_hash_wait_ms,
+            0,
+            60000,
+        )?;
+        range(
+            "auth_rate_per_minute",
+            self.auth_rate_per_minute,
+            1,
+            10000000,
+        )?;
+        range("auth_burst", self.auth_burst, 1, 10000000)?;
         if self.data_dir.as_os_str().is_empty() {
             bail!("invalid configuration: `data_dir` must not be empty");
         }

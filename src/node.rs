@@ -259,6 +259,17 @@ pub fn auth(config: &Config) -> anyhow::Result<Auth> {
             config.login_max_failures,
             std::time::Duration::from_secs(config.login_lockout_secs),
         ),
+        buckets: crate::auth::limiter::AddressBuckets::new(
+            config.auth_rate_per_minute,
+            config.auth_burst,
+        ),
+        hasher: crate::auth::passwords::Hasher::new(
+            match config.password_hash_concurrency {
+                0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                n => n,
+            },
+            std::time::Duration::from_millis(config.password_hash_wait_ms),
+        ),
     })
 }
 

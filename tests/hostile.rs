@@ -72,6 +72,9 @@ fn websocket_flood_of_made_up_topics_is_cut_off_and_memory_stays_flat() {
         }
     }
     let after = common::rss_mib(pid);
+    eprintln!(
+        "websocket flood: rss {before:.1} MiB before, {after:.1} MiB after 6,600 made-up topics"
+    );
     assert!(
         after - before < 48.0,
         "memory grew from {before:.1} MiB to {after:.1} MiB under the flood"
@@ -117,4 +120,123 @@ fn websocket_connection_flood_from_one_address_is_refused() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(again.is_some(), "a closed socket's place is given back");
+}
+
+/// Peak resident memory of `pid` while `during` runs, sampled every 10 ms.
+fn peak_rss_during<T>(pid: u32, during: impl FnOnce() -> T) -> (T, f64) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak: f64 = 0.0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(common::rss_mib(pid));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak.max(common::rss_mib(pid))
+        })
+    };
+    let out = during();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    (out, sampler.join().unwrap())
+}
+
+fn login_from(http: &reqwest::blocking::Client, base: &str, from: &str, password: &str) -> u16 {
+    http.post(format!("{base}/api/v1/auth/login"))
+        .header("x-forwarded-for", from)
+        .json(&json!({"email": common::ADMIN_EMAIL, "password": password}))
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[test]
+fn login_flood_is_bounded_in_memory_and_the_owner_still_signs_in() {
+    let (_dir, data) = temp();
+    // Behind a proxy at 127.0.0.1, as a shop would be: X-Forwarded-For names the client.
+    let mut cmd = common::command(
+        &data,
+        &[
+            "--no-demo",
+            "--trusted-proxies",
+            "127.0.0.1",
+            "--auth-rate-per-minute",
+            "30",
+            "--auth-burst",
+            "10",
+        ],
+    );
+    cmd.env("ECOMMESH_ADMIN_EMAIL", common::ADMIN_EMAIL)
+        .env("ECOMMESH_ADMIN_PASSWORD", common::ADMIN_PASSWORD);
+    let node = Node::spawn(cmd);
+    let http = client();
+    let pid = node.child.id();
+    // One honest sign-in first, so the node's steady memory includes a hash.
+    assert_eq!(
+        login_from(&http, &node.base, "198.51.100.2", common::ADMIN_PASSWORD),
+        200
+    );
+    let before = common::rss_mib(pid);
+
+    // 200 wrong passwords at once from 200 addresses (each passes its address's limits:
+    // only the hashing bound holds them), then 200 more from one address.
+    let flood = |addresses: Vec<String>| {
+        let handles: Vec<_> = addresses
+            .into_iter()
+            .map(|from| {
+                let base = node.base.clone();
+                std::thread::spawn(move || login_from(&client(), &base, &from, "wrong-guess-1"))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<u16>>()
+    };
+    let (spread, peak) = peak_rss_during(pid, || {
+        flood(
+            (0..200)
+                .map(|i| format!("10.{}.{}.1", i / 250, i % 250))
+                .collect(),
+        )
+    });
+    let one_address = flood(vec!["203.0.113.7".to_owned(); 200]);
+    let count = |codes: &[u16], c: u16| codes.iter().filter(|&&s| s == c).count();
+    eprintln!(
+        "login flood: rss {before:.1} MiB before, peak {peak:.1} MiB; 200 addresses: {} x 401, {} x 503; one address: {} x 401, {} x 429",
+        count(&spread, 401),
+        count(&spread, 503),
+        count(&one_address, 401),
+        count(&one_address, 429)
+    );
+    assert!(
+        spread.iter().all(|s| [401, 503].contains(s)),
+        "wrong passwords get 401, or 503 while hashing is busy: {spread:?}"
+    );
+    assert!(
+        count(&spread, 503) > 0,
+        "the hashing bound turned some away"
+    );
+    assert!(
+        one_address.iter().all(|s| [401, 429].contains(s)),
+        "one address gets 401 or 429: {one_address:?}"
+    );
+    assert!(
+        count(&one_address, 401) <= 10,
+        "one address gets at most its burst of guesses: {}",
+        count(&one_address, 401)
+    );
+    // Two argon2id hashes at once (19 MiB each) plus their threads, not 200.
+    assert!(
+        peak - before < 150.0,
+        "memory grew from {before:.1} MiB to a peak of {peak:.1} MiB under the flood"
+    );
+
+    // The owner, from their own address, signs in at once: the guesses did not lock the
+    // account.
+    assert_eq!(
+        login_from(&http, &node.base, "198.51.100.2", common::ADMIN_PASSWORD),
+        200,
+        "the owner is not locked out by someone else's guesses"
+    );
 }

@@ -136,6 +136,9 @@ impl Cluster {
                 format!("ECOMMESH_REPLICATION_FACTOR={}", s.nodes.min(3)),
                 format!("ECOMMESH_JWT_SECRET={}", s.jwt_secret),
                 format!("ECOMMESH_CLUSTER_SECRET={}", s.cluster_secret),
+                // Every workload client comes from the host's address on the network.
+                "ECOMMESH_AUTH_RATE_PER_MINUTE=1000000".to_owned(),
+                "ECOMMESH_AUTH_BURST=1000000".to_owned(),
                 format!("ECOMMESH_ADMIN_EMAIL={}", s.admin_email),
                 format!("ECOMMESH_ADMIN_PASSWORD={}", s.admin_password),
                 "ECOMMESH_DEMO_CATALOG=false".to_owned(),

@@ -13,7 +13,11 @@ use sha2::{Digest, Sha256};
 /// What the auth routes share.
 pub struct Auth {
     pub tokens: tokens::Tokens,
+    /// Attempts per (account, client address), counted before hashing.
     pub limiter: limiter::LoginLimiter,
+    /// Every `/auth/*` request of one client address.
+    pub buckets: limiter::AddressBuckets,
+    pub hasher: passwords::Hasher,
 }
 
 /// The customer id of an email address. Deriving it makes the customer entity itself the

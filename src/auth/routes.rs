@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use ecommesh_actors::entities::customer::{
     CustomerCommand, CustomerRejection, CustomerState, Role,
 };
@@ -83,15 +83,25 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-/// Runs CPU-heavy password work off the async executor.
-async fn blocking<T: Send + 'static>(
+/// Runs password work through the node's bounded hasher: 503 `busy` when every slot
+/// stayed taken for the whole wait.
+async fn hashed<T: Send + 'static>(
+    node: &Node,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    web::block(f).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "no worker free for password hashing",
+    node.auth.hasher.run(f).await.map_err(|_| {
+        metrics::counter!("ecommesh_auth_refused_total", "reason" => "hashing_busy").increment(1);
+        ApiError::busy("password checks are all busy; retry shortly", 1)
+    })
+}
+
+/// Takes a token from the client address's `/auth/*` bucket: 429 when it has none.
+fn throttle(node: &Node, ip: std::net::IpAddr) -> Result<(), ApiError> {
+    node.auth.buckets.take(ip, Instant::now()).map_err(|wait| {
+        metrics::counter!("ecommesh_auth_refused_total", "reason" => "address_rate").increment(1);
+        ApiError::rate_limited(
+            "too many sign-in requests from this address; slow down",
+            wait.as_secs_f64().ceil() as u64,
         )
     })
 }
@@ -134,9 +144,11 @@ fn issue(
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = Register, responses((status = 201, description = "Account created and signed in", body = Session), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn register(
+    req: HttpRequest,
     node: web::Data<Node>,
     body: Json<Register>,
 ) -> Result<HttpResponse, ApiError> {
+    throttle(&node, node.client_ip.of(&req))?;
     let Register {
         email,
         password,
@@ -146,7 +158,7 @@ pub async fn register(
         return Err(ApiError::invalid_field("password", why));
     }
     let id = customer_id(&email);
-    let password_hash = blocking(move || passwords::hash(&password)).await?;
+    let password_hash = hashed(&node, move || passwords::hash(&password)).await?;
     let cmd = CustomerCommand::Register {
         email,
         name,
@@ -170,13 +182,22 @@ pub async fn register(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Login, responses((status = 200, description = "Signed in", body = Session), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
-pub async fn login(node: web::Data<Node>, body: Json<Login>) -> Result<HttpResponse, ApiError> {
+pub async fn login(
+    req: HttpRequest,
+    node: web::Data<Node>,
+    body: Json<Login>,
+) -> Result<HttpResponse, ApiError> {
+    let ip = node.client_ip.of(&req);
+    throttle(&node, ip)?;
     let Login { email, password } = body.into_inner();
     let id = customer_id(&email);
     let limiter = &node.auth.limiter;
-    if let Some(wait) = limiter.locked(&id, Instant::now()) {
+    // Counted before the hash, under one lock: concurrent guesses cannot all pass.
+    if let Err(wait) = limiter.attempt(&id, ip, Instant::now()) {
+        metrics::counter!("ecommesh_auth_refused_total", "reason" => "account_backoff")
+            .increment(1);
         return Err(ApiError::too_many_attempts(
-            "too many failed logins for this account; try again later",
+            "too many failed logins for this account from this address; try again later",
             wait.as_secs_f64().ceil() as u64,
         ));
     }
@@ -187,9 +208,8 @@ pub async fn login(node: web::Data<Node>, body: Json<Login>) -> Result<HttpRespo
     } else {
         passwords::decoy().to_string()
     };
-    let matches = blocking(move || passwords::verify(&password, &hash)).await?;
+    let matches = hashed(&node, move || passwords::verify(&password, &hash)).await?;
     if !(customer.registered && matches) {
-        limiter.failed(&id, Instant::now());
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
@@ -199,12 +219,17 @@ pub async fn login(node: web::Data<Node>, body: Json<Login>) -> Result<HttpRespo
     if !customer.active {
         return Err(ApiError::forbidden("this account is deactivated"));
     }
-    limiter.succeeded(&id);
+    limiter.succeeded(&id, ip);
     Ok(HttpResponse::Ok().json(start_session(&node, id, &customer).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = Refresh, responses((status = 200, description = "A new token pair; the old refresh token is spent", body = Session), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
-pub async fn refresh(node: web::Data<Node>, body: Json<Refresh>) -> Result<HttpResponse, ApiError> {
+pub async fn refresh(
+    req: HttpRequest,
+    node: web::Data<Node>,
+    body: Json<Refresh>,
+) -> Result<HttpResponse, ApiError> {
+    throttle(&node, node.client_ip.of(&req))?;
     let invalid = || {
         ApiError::unauthorized("the refresh token is invalid, expired, revoked or was already used")
     };
@@ -286,7 +311,11 @@ pub async fn ensure_admin(
         return Ok("promoted");
     }
     let password = password.to_owned();
-    let password_hash = web::block(move || passwords::hash(&password)).await?;
+    let password_hash = node
+        .auth
+        .hasher
+        .run(move || passwords::hash(&password))
+        .await?;
     let cmd = CustomerCommand::Register {
         email: email.to_owned(),
         name: "Administrator".into(),
