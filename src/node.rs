@@ -476,53 +476,48 @@ async fn serve(
             .read_shard(s, 1, 1)
             .is_ok_and(|e| e.is_empty())
     });
-    if cluster.is_none() {
-        if !config.admin_email.is_empty() {
-            let outcome = crate::auth::routes::ensure_admin(
+    // The admin account exists before HTTP serves, so nobody can register its email
+    // first. In a cluster this waits for a quorum (over the peer links, not HTTP); a node
+    // that joins a running cluster finds the admin there already.
+    let joins = cluster.as_ref().is_some_and(|c| c.settings.join);
+    if !config.admin_email.is_empty() && !joins {
+        loop {
+            match crate::auth::routes::ensure_admin(
                 &node,
                 &config.admin_email,
                 &config.admin_password,
             )
-            .await?;
-            tracing::info!(email = %config.admin_email, outcome, "admin account");
+            .await
+            {
+                Ok(outcome) => {
+                    tracing::info!(email = %config.admin_email, outcome, "admin account");
+                    break;
+                }
+                Err(crate::auth::routes::AdminError::Unavailable(e)) if cluster.is_some() => {
+                    tracing::info!(error = %e, "the admin account waits for the cluster");
+                    actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
+    }
+    if cluster.is_none() {
         if fresh && config.demo_catalog {
             let created = crate::catalog::demo::seed(&node).await?;
             tracing::info!(created, "seeded the demo catalog");
         }
-    } else {
-        // A cluster's writes need a quorum of nodes, which may still be starting: make
-        // them in the background, again until they go through.
-        let (node, config) = (node.clone(), config.clone());
+    } else if fresh && first && config.demo_catalog {
+        // Seeding needs a quorum too; it is not a guard, so HTTP need not wait for it.
+        let node = node.clone();
         actix_web::rt::spawn(async move {
             loop {
-                let admin = async {
-                    if config.admin_email.is_empty() {
-                        return Ok("none");
-                    }
-                    crate::auth::routes::ensure_admin(
-                        &node,
-                        &config.admin_email,
-                        &config.admin_password,
-                    )
-                    .await
-                };
-                let outcome = async {
-                    let admin = admin.await?;
-                    let seeded = if fresh && first && config.demo_catalog {
-                        crate::catalog::demo::seed(&node).await?
-                    } else {
-                        0
-                    };
-                    anyhow::Ok((admin, seeded))
-                };
-                match outcome.await {
-                    Ok((admin, seeded)) => {
-                        tracing::info!(admin, seeded, "start-up writes done");
+                match crate::catalog::demo::seed(&node).await {
+                    Ok(seeded) => {
+                        tracing::info!(seeded, "seeded the demo catalog");
                         break;
                     }
                     Err(e) => {
-                        tracing::info!(error = %e, "start-up writes wait for the cluster");
+                        tracing::info!(error = %e, "seeding the demo catalog waits for the cluster");
                         actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
                     }
                 }

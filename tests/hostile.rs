@@ -240,3 +240,148 @@ fn login_flood_is_bounded_in_memory_and_the_owner_still_signs_in() {
         "the owner is not locked out by someone else's guesses"
     );
 }
+
+fn role_after_login(http: &reqwest::blocking::Client, base: &str, email: &str, pw: &str) -> String {
+    let r = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": pw}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "login {email}");
+    r.json::<serde_json::Value>().unwrap()["user"]["role"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn pre_registered_admin_email_is_not_promoted() {
+    let (_dir, data) = temp();
+    let http = client();
+    // An attacker registers the email the operator will configure as the admin's.
+    let node = Node::start(&data, &["--no-demo"]);
+    let r = http
+        .post(node.url("/api/v1/auth/register"))
+        .json(&json!({"email": common::ADMIN_EMAIL, "password": "attacker-pass-1", "name": "Mallory"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(node.terminate().code(), Some(0));
+
+    // The operator then starts the node with that email: it refuses, saying why, and
+    // the attacker's account stays a customer.
+    let mut cmd = common::command(&data, &["--no-demo"]);
+    cmd.env("ECOMMESH_ADMIN_EMAIL", common::ADMIN_EMAIL)
+        .env("ECOMMESH_ADMIN_PASSWORD", common::ADMIN_PASSWORD);
+    let (status, stderr) = common::run_to_exit(cmd);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("was not made an admin"),
+        "the error says why: {stderr}"
+    );
+    let node = Node::start(&data, &["--no-demo"]);
+    assert_eq!(
+        role_after_login(&http, &node.base, common::ADMIN_EMAIL, "attacker-pass-1"),
+        "customer"
+    );
+    // An account its owner registered with the configured password is promoted.
+    let r = http
+        .post(node.url("/api/v1/auth/register"))
+        .json(&json!({"email": "owner@shop.test", "password": "owner-pass-1", "name": "Owner"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(node.terminate().code(), Some(0));
+    let mut cmd = common::command(&data, &["--no-demo"]);
+    cmd.env("ECOMMESH_ADMIN_EMAIL", "owner@shop.test")
+        .env("ECOMMESH_ADMIN_PASSWORD", "owner-pass-1");
+    let node = Node::spawn(cmd);
+    assert_eq!(
+        role_after_login(&http, &node.base, "owner@shop.test", "owner-pass-1"),
+        "admin"
+    );
+}
+
+#[test]
+fn pre_registered_admin_email_races_a_cluster_start_and_loses() {
+    // Node 1 of two starts alone: it has no quorum, so it cannot write the admin yet.
+    // The build before this one served HTTP meanwhile, and an attacker's registration of
+    // the admin email, queued first, was then promoted by the bootstrap.
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = ecommesh::bench::node::peer_ports(3).unwrap();
+    let base = format!("http://127.0.0.1:{}", ports[2]);
+    let peers = format!("1=127.0.0.1:{},2=127.0.0.1:{}", ports[0], ports[1]);
+    let command = |id: usize, listen: &str| {
+        let mut cmd = common::command(
+            &tmp.path().join(format!("n{id}")),
+            &[
+                "--no-demo",
+                "--listen",
+                listen,
+                "--node-id",
+                &id.to_string(),
+                "--rpc-listen",
+                &format!("127.0.0.1:{}", ports[id - 1]),
+                "--peers",
+                &peers,
+                "--shards",
+                "4",
+            ],
+        );
+        cmd.env(
+            "ECOMMESH_JWT_SECRET",
+            "race-test-jwt-secret-0123456789abcdef",
+        )
+        .env(
+            "ECOMMESH_CLUSTER_SECRET",
+            "race-test-cluster-secret-0123456789ab",
+        )
+        .env("ECOMMESH_ADMIN_EMAIL", common::ADMIN_EMAIL)
+        .env("ECOMMESH_ADMIN_PASSWORD", common::ADMIN_PASSWORD);
+        cmd
+    };
+    let first = {
+        let cmd = command(1, &format!("127.0.0.1:{}", ports[2]));
+        std::thread::spawn(move || Node::spawn(cmd))
+    };
+    // The attacker knocks as soon as the port takes connections.
+    let attacker = {
+        let base = base.clone();
+        std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap();
+            for _ in 0..200 {
+                if let Ok(r) = http
+                    .post(format!("{base}/api/v1/auth/register"))
+                    .json(&json!({"email": common::ADMIN_EMAIL, "password": "attacker-pass-1", "name": "Mallory"}))
+                    .send()
+                {
+                    return r.status().as_u16();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            0
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let second = Node::spawn(command(2, "127.0.0.1:0"));
+    let first = first.join().unwrap();
+    assert_eq!(
+        attacker.join().unwrap(),
+        409,
+        "the admin email was taken before HTTP answered anyone"
+    );
+    let http = client();
+    assert_eq!(
+        role_after_login(
+            &http,
+            &first.base,
+            common::ADMIN_EMAIL,
+            common::ADMIN_PASSWORD
+        ),
+        "admin"
+    );
+    drop(second);
+}

@@ -282,32 +282,59 @@ pub async fn me(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(user(caller.id, &customer)))
 }
 
-/// Makes sure `email` has an admin account: creates it with `password` if missing,
-/// promotes it if it exists. Used at start (ECOMMESH_ADMIN_*) and by `ecommesh create-admin`.
+/// Why the admin account could not be made sure of.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("the admin password {0}")]
+    WeakPassword(String),
+    /// Someone registered the admin email with another password: promoting that account
+    /// would hand the shop to whoever registered it.
+    #[error("an account with the admin email {0} exists and its password is not the configured admin password: it was not made an admin; choose another admin email, or sign in to that account and set the configured password first")]
+    NotTheOwner(String),
+    /// A read or write did not go through (in a cluster: no quorum yet); worth retrying.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Makes sure `email` has an admin account: creates it with `password` if missing; an
+/// existing account is made an admin only if its password is `password` (whoever
+/// registered the email otherwise keeps a customer account). Used at start
+/// (ECOMMESH_ADMIN_*), before HTTP serves, and by `ecommesh create-admin`.
 pub async fn ensure_admin(
     node: &Node,
     email: &str,
     password: &str,
-) -> anyhow::Result<&'static str> {
+) -> Result<&'static str, AdminError> {
     if let Some(why) = passwords::weakness(password) {
-        anyhow::bail!("the admin password {why}");
+        return Err(AdminError::WeakPassword(why));
     }
+    let unavailable = |e: &dyn std::fmt::Display| AdminError::Unavailable(e.to_string());
     let id = customer_id(email);
     let existing = node
         .customers
         .read(id.clone())
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map_err(|e| unavailable(&e))?
         .state;
     if existing.registered {
         if existing.role == Role::Admin {
             return Ok("exists");
         }
+        let (password, hash) = (password.to_owned(), existing.password_hash.clone());
+        let owner = node
+            .auth
+            .hasher
+            .run(move || passwords::verify(&password, &hash))
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if !owner {
+            return Err(AdminError::NotTheOwner(email.to_owned()));
+        }
         let cmd = CustomerCommand::SetRole { role: Role::Admin };
         node.customers
             .execute(id, cmd, None)
             .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| unavailable(&e))?;
         return Ok("promoted");
     }
     let password = password.to_owned();
@@ -315,7 +342,8 @@ pub async fn ensure_admin(
         .auth
         .hasher
         .run(move || passwords::hash(&password))
-        .await?;
+        .await
+        .map_err(|e| unavailable(&e))?;
     let cmd = CustomerCommand::Register {
         email: email.to_owned(),
         name: "Administrator".into(),
@@ -325,6 +353,6 @@ pub async fn ensure_admin(
     node.customers
         .execute(id, cmd, None)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot create the admin: {e}"))?;
+        .map_err(|e| AdminError::Unavailable(format!("cannot create the admin: {e}")))?;
     Ok("created")
 }
