@@ -94,7 +94,22 @@ impl Node {
                 cluster.clone(),
             ),
             customers: Entities::new(runtime.registry(), cluster.clone()),
-            sessions: Entities::new(runtime.registry(), cluster.clone()),
+            sessions: Entities::new(
+                runtime.observed_registry(Some({
+                    let gate = auth.sessions.clone();
+                    Arc::new(
+                        move |c: ecommesh_actors::Committed<ecommesh_actors::entities::Session>| {
+                            gate.learn(
+                                &c.id,
+                                &c.state,
+                                ecommesh_persistence::now_ms(),
+                                std::time::Instant::now(),
+                            );
+                        },
+                    )
+                })),
+                cluster.clone(),
+            ),
             payments: Entities::new(runtime.registry(), cluster.clone()),
             payment_provider: Box::new(crate::payments::TestPaymentProvider),
             reservation_ttl: std::time::Duration::from_secs(900),
@@ -270,6 +285,15 @@ pub fn auth(config: &Config) -> anyhow::Result<Auth> {
             },
             std::time::Duration::from_millis(config.password_hash_wait_ms),
         ),
+        // A single node hears every change of every session at once; a cluster node only
+        // those of the shards it leads, so it trusts an "active" verdict for 2 s.
+        sessions: Arc::new(crate::auth::revocation::SessionGate::new(
+            if config.node_id == 0 {
+                std::time::Duration::from_secs(config.access_token_ttl_secs)
+            } else {
+                std::time::Duration::from_secs(2)
+            },
+        )),
     })
 }
 

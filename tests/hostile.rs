@@ -385,3 +385,79 @@ fn pre_registered_admin_email_races_a_cluster_start_and_loses() {
     );
     drop(second);
 }
+
+#[test]
+fn revoked_access_token_is_refused_at_once() {
+    let (_dir, data) = temp();
+    let node = Node::start(&data, &["--no-demo"]);
+    let http = client();
+    let me = |token: &str| {
+        http.get(node.url("/api/v1/me"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let r: serde_json::Value = http
+        .post(node.url("/api/v1/auth/register"))
+        .json(&json!({"email": "eve@shop.test", "password": "eve-pass-123", "name": "Eve"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let access = r["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(me(&access), 200);
+    let out = http
+        .post(node.url("/api/v1/auth/logout"))
+        .bearer_auth(&access)
+        .send()
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    // The token has not expired, but its session has ended: refused on every route.
+    assert_eq!(me(&access), 401, "a logged-out access token is refused");
+    let cart = http
+        .post(node.url("/api/v1/cart/items"))
+        .bearer_auth(&access)
+        .json(&json!({"product_id": "p", "quantity": 1}))
+        .send()
+        .unwrap();
+    assert_eq!(cart.status(), 401);
+    let mut ws = Ws::connect(&node);
+    ws.send(json!({"type": "auth", "token": access}));
+    let refused = ws.expect(|m| m["type"] == "error");
+    assert_eq!(refused["code"], "unauthorized");
+
+    // A refresh token used twice (stolen) revokes its session: both the access token
+    // issued with it and the one issued by the first refresh stop working.
+    let login = |pw: &str| -> serde_json::Value {
+        http.post(node.url("/api/v1/auth/login"))
+            .json(&json!({"email": "eve@shop.test", "password": pw}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let s = login("eve-pass-123");
+    let (first_access, refresh) = (
+        s["access_token"].as_str().unwrap().to_owned(),
+        s["refresh_token"].as_str().unwrap().to_owned(),
+    );
+    let refreshed = |token: &str| {
+        http.post(node.url("/api/v1/auth/refresh"))
+            .json(&json!({"refresh_token": token}))
+            .send()
+            .unwrap()
+    };
+    let next = refreshed(&refresh);
+    assert_eq!(next.status(), 200);
+    let next: serde_json::Value = next.json().unwrap();
+    let second_access = next["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(me(&second_access), 200);
+    assert_eq!(refreshed(&refresh).status(), 401, "reuse is refused");
+    assert_eq!(me(&first_access), 401, "reuse revokes the session's tokens");
+    assert_eq!(me(&second_access), 401, "including the newest");
+    // Another session of the same customer is not touched.
+    let other = login("eve-pass-123");
+    assert_eq!(me(other["access_token"].as_str().unwrap()), 200);
+}

@@ -5,6 +5,7 @@
 pub mod extract;
 pub mod limiter;
 pub mod passwords;
+pub mod revocation;
 pub mod routes;
 pub mod tokens;
 
@@ -18,6 +19,8 @@ pub struct Auth {
     /// Every `/auth/*` request of one client address.
     pub buckets: limiter::AddressBuckets,
     pub hasher: passwords::Hasher,
+    /// Whether an access token's session still stands.
+    pub sessions: std::sync::Arc<revocation::SessionGate>,
 }
 
 /// The customer id of an email address. Deriving it makes the customer entity itself the

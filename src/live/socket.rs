@@ -299,20 +299,31 @@ impl Connection {
             }
         };
         match msg {
-            ClientMessage::Auth { token } => self.auth(&token),
+            ClientMessage::Auth { token } => self.auth(&token).await,
             ClientMessage::Subscribe { topic } => self.subscribe(&topic).await,
             ClientMessage::Unsubscribe { topic } => self.unsubscribe(&topic),
             ClientMessage::Ping => self.reply(ServerMessage::Pong),
         }
     }
 
-    fn auth(&mut self, token: &str) {
+    async fn auth(&mut self, token: &str) {
         let claims = match self.node.auth.tokens.verify(token.trim(), "access") {
             Ok(c) => c,
             Err(e) => {
                 return self.error("unauthorized", format!("invalid access token: {e}"), None)
             }
         };
+        match crate::auth::extract::session_stands(&self.node, &claims.fam, &claims.sub).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return self.error(
+                    "unauthorized",
+                    "this access token's session was ended (logout or revocation)".into(),
+                    None,
+                )
+            }
+            Err(e) => return self.error(e.code, e.detail, None),
+        }
         if let Some((before, _)) = &self.caller {
             if before.id != claims.sub {
                 return self.error(
@@ -335,10 +346,19 @@ impl Connection {
         self.caller = Some((caller, claims.exp));
     }
 
-    /// Ends private subscriptions once the token they were made with has expired.
+    /// Ends private subscriptions once the token they were made with has expired, or its
+    /// session was ended.
     fn expire(&mut self) {
-        let Some((_, exp)) = &self.caller else { return };
-        if *exp > ecommesh_persistence::now_ms() / 1000 {
+        let Some((caller, exp)) = &self.caller else {
+            return;
+        };
+        let revoked =
+            self.node
+                .auth
+                .sessions
+                .check(&caller.session, &caller.id, std::time::Instant::now())
+                == crate::auth::revocation::Standing::Revoked;
+        if *exp > ecommesh_persistence::now_ms() / 1000 && !revoked {
             return;
         }
         self.caller = None;
@@ -351,11 +371,19 @@ impl Connection {
         for channel in private {
             self.drop_subscription(&channel);
         }
-        self.error(
-            "token_expired",
-            "the access token expired: private subscriptions ended; send a fresh token and subscribe again".into(),
-            None,
-        );
+        if revoked {
+            self.error(
+                "session_ended",
+                "the session of this connection's token was ended (logout or revocation): private subscriptions ended".into(),
+                None,
+            );
+        } else {
+            self.error(
+                "token_expired",
+                "the access token expired: private subscriptions ended; send a fresh token and subscribe again".into(),
+                None,
+            );
+        }
     }
 
     async fn subscribe(&mut self, name: &str) {
