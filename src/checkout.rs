@@ -24,6 +24,7 @@
 //! their own (`reservation_ttl_secs`), so no stock is held forever, and no order is marked
 //! paid without a recorded charge.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -151,20 +152,109 @@ pub async fn checkout(
         serde_json::to_vec(&request).expect("serializable"),
     ));
     let id = order_id(&caller.id, &key);
-    // A retry is recognised by its order, which the saga finds already placed (or, if
-    // the cart was emptied by the first attempt, looks up before answering).
-    let answer = Saga {
-        node: &node,
-        id: &id,
-        customer: &caller.id,
+    // Checkouts under way per customer are bounded: each holds stock while it runs.
+    let Some(slot) = Checkouts::start(&node.checkouts, &caller.id, &id, node.max_pending_checkouts)
+    else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_pending_checkouts",
+            format!(
+                "at most {} checkouts of one customer may run at once; wait for one to finish",
+                node.max_pending_checkouts
+            ),
+        )
+        .retry_after(1));
+    };
+    // The saga runs to its end even if the client goes away: an abandoned connection
+    // must not leave its holds and its order pending until the reconciler's timeout.
+    let saga = {
+        let node = node.clone();
+        actix_web::rt::spawn(async move {
+            let _slot = slot;
+            // A retry is recognised by its order, which the saga finds already placed
+            // (or, if the cart was emptied by the first attempt, looks up before
+            // answering).
+            let answer = Saga {
+                node: &node,
+                id: &id,
+                customer: &caller.id,
+            }
+            .run(request, request_hash)
+            .await;
+            if answer.is_err() {
+                // Whatever the saga wrote on its way to this error is durable before it
+                // is told.
+                node.orders.sync().await.map_err(storage)?;
+            }
+            answer
+        })
+    };
+    saga.await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "checkout_interrupted",
+            "the checkout stopped before it answered; retry with the same Idempotency-Key",
+        )
+        .retry_after(1)
+    })?
+}
+
+/// Checkouts under way on this node, per customer: by order, since retries of one
+/// checkout (one Idempotency-Key, one order) meet in one order and hold nothing more.
+#[derive(Default)]
+pub struct Checkouts {
+    running: parking_lot::Mutex<HashMap<String, HashMap<String, usize>>>,
+}
+
+/// One request of a checkout under way; its place is given back when it is dropped.
+pub struct CheckoutSlot {
+    owner: Arc<Checkouts>,
+    customer: String,
+    order: String,
+}
+
+impl Checkouts {
+    /// A place for a request of `customer`'s checkout `order`, unless `max` other
+    /// checkouts of the customer run already.
+    pub fn start(
+        this: &Arc<Checkouts>,
+        customer: &str,
+        order: &str,
+        max: usize,
+    ) -> Option<CheckoutSlot> {
+        let mut running = this.running.lock();
+        let orders = running.entry(customer.to_owned()).or_default();
+        if !orders.contains_key(order) && orders.len() >= max {
+            if orders.is_empty() {
+                running.remove(customer);
+            }
+            return None;
+        }
+        *orders.entry(order.to_owned()).or_default() += 1;
+        Some(CheckoutSlot {
+            owner: this.clone(),
+            customer: customer.to_owned(),
+            order: order.to_owned(),
+        })
     }
-    .run(request, request_hash)
-    .await;
-    if answer.is_err() {
-        // Whatever the saga wrote on its way to this error is durable before it is told.
-        node.orders.sync().await.map_err(storage)?;
+}
+
+impl Drop for CheckoutSlot {
+    fn drop(&mut self) {
+        let mut running = self.owner.running.lock();
+        let Some(orders) = running.get_mut(&self.customer) else {
+            return;
+        };
+        if let Some(n) = orders.get_mut(&self.order) {
+            *n -= 1;
+            if *n == 0 {
+                orders.remove(&self.order);
+            }
+        }
+        if orders.is_empty() {
+            running.remove(&self.customer);
+        }
     }
-    answer
 }
 
 fn storage(e: ecommesh_persistence::StoreError) -> ApiError {
@@ -352,8 +442,16 @@ impl Saga<'_> {
             None => unreachable!("recorded above"),
         };
 
-        // 5. Sell the reserved stock, then mark the order paid.
-        for r in &reserved {
+        // 5. Sell the reserved stock, recording each sale on the order, then mark the
+        // order paid. A cancel may race this loop: whatever was sold by then is put back.
+        for (i, r) in reserved.iter().enumerate() {
+            // TEST ONLY: a pause after the first sale, so a test can cancel mid-loop.
+            #[cfg(feature = "test-hooks")]
+            if i == 1 && request.payment.token.trim() == "tok_pause_in_sale" {
+                actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+            }
+            #[cfg(not(feature = "test-hooks"))]
+            let _ = i;
             let sold = self.sell(&r.product_id).await;
             if let Err(EntityError::Storage(e)) = &sold {
                 // Whether it sold is unknown (a shard between leaders): leave the order
@@ -361,25 +459,27 @@ impl Saga<'_> {
                 tracing::warn!(order = self.id, product = %r.product_id, error = %e, "sale unconfirmed; the order stays pending");
                 return Err(EntityError::<ProductRejection>::Storage(e.clone()).into());
             }
-            if let Err(e) = sold {
-                // The hold expired and the stock went elsewhere: give the money back.
-                tracing::warn!(order = self.id, product = %r.product_id, error = %e, "reservation lost after charging; refunding");
-                node.orders.sync().await.map_err(storage)?;
-                let _ = provider.refund(&charge_id, total).await;
-                let _ = node
-                    .payments
-                    .execute(
-                        self.id.to_owned(),
-                        PaymentCommand::Refund { amount: total },
-                        None,
-                    )
-                    .await;
+            let lost = match sold {
+                Err(e) => {
+                    // The hold expired or was released by a cancel: undo and refund.
+                    tracing::warn!(order = self.id, product = %r.product_id, error = %e, "reservation lost after charging; refunding");
+                    true
+                }
+                Ok(()) => {
+                    let record = OrderCommand::RecordSale {
+                        product_id: r.product_id.clone(),
+                    };
+                    let order = node
+                        .orders
+                        .execute_unsynced(self.id.to_owned(), record, None)
+                        .await?;
+                    order.state.status == OrderStatus::Cancelled
+                }
+            };
+            if lost {
                 let order = self
-                    .abandon(
-                        &reserved,
-                        "reservation expired before the payment completed",
-                    )
-                    .await;
+                    .undo_after_charge(&reserved, "reservation lost before the payment completed")
+                    .await?;
                 return Err(cancelled(self.id, &order));
             }
         }
@@ -396,9 +496,9 @@ impl Saga<'_> {
                 ecommesh_actors::entities::order::OrderRejection::IllegalTransition { .. },
             )) => {
                 // Cancelled while we were charging: undo the sale and the charge.
-                node.orders.sync().await.map_err(storage)?;
-                let order = node.orders.read(self.id.to_owned()).await?.state;
-                crate::http::orders::settle(node, self.id, &order).await?;
+                let order = self
+                    .undo_after_charge(&reserved, "cancelled while paying")
+                    .await?;
                 return Err(cancelled(self.id, &order));
             }
             Err(e) => return Err(e.into()),
@@ -624,5 +724,20 @@ impl Saga<'_> {
                     .unwrap_or_default()
             }
         }
+    }
+
+    /// After the charge, the checkout cannot finish (a hold was lost, or the order was
+    /// cancelled meanwhile): cancels the order, releases what is still held, puts back
+    /// what was sold and refunds the charge. Returns the order as it ends.
+    async fn undo_after_charge(
+        &self,
+        reserved: &[Reserved],
+        reason: &str,
+    ) -> Result<Arc<OrderState>, ApiError> {
+        let node = self.node;
+        node.orders.sync().await.map_err(storage)?;
+        self.abandon(reserved, reason).await;
+        crate::http::orders::settle(node, self.id).await?;
+        Ok(node.orders.read(self.id.to_owned()).await?.state)
     }
 }

@@ -54,6 +54,9 @@ pub struct Node {
     pub currency: Currency,
     pub live: Arc<crate::live::Live>,
     pub live_settings: crate::live::LiveSettings,
+    /// Checkouts under way per customer, and how many one customer may run at once.
+    pub checkouts: Arc<crate::checkout::Checkouts>,
+    pub max_pending_checkouts: usize,
     /// Tells a request's client address (for the limits kept per client).
     pub client_ip: crate::http::client_ip::ClientIp,
     pub shards: u32,
@@ -111,7 +114,7 @@ impl Node {
                 cluster.clone(),
             ),
             payments: Entities::new(runtime.registry(), cluster.clone()),
-            payment_provider: Box::new(crate::payments::TestPaymentProvider),
+            payment_provider: Box::new(crate::payments::TestPaymentProvider::default()),
             reservation_ttl: std::time::Duration::from_secs(900),
             auth,
             catalog: Arc::new(Catalog::new(runtime.store().shard_count())),
@@ -124,6 +127,8 @@ impl Node {
             live,
             live_settings: crate::live::LiveSettings::default(),
             client_ip: Default::default(),
+            checkouts: Arc::default(),
+            max_pending_checkouts: 3,
             shards: runtime.store().shard_count(),
             ready: AtomicBool::new(false),
             metrics,
@@ -491,6 +496,7 @@ async fn serve(
     );
     node.reservation_ttl = std::time::Duration::from_secs(config.reservation_ttl_secs);
     node.live_settings = config.live();
+    node.max_pending_checkouts = config.max_pending_checkouts;
     node.client_ip = crate::http::client_ip::ClientIp::parse(&config.trusted_proxies)
         .map_err(|e| anyhow!("invalid configuration: {e}"))?;
     let node = web::Data::new(node);

@@ -5,8 +5,11 @@
 //! no money. It behaves like Stripe's test mode, deciding by the card token:
 //! `tok_visa` (and `tok_mastercard`) succeed, `tok_chargeDeclined` is declined
 //! (`card_declined`), `tok_chargeDeclinedInsufficientFunds` is declined
-//! (`insufficient_funds`); `tok_slow` succeeds after 3 seconds (to test what happens
-//! while a charge is in flight); any other token is refused as invalid.
+//! (`insufficient_funds`); any other token is refused as invalid. A test build (the
+//! `test-hooks` feature) also knows `tok_slow`, which succeeds after 3 seconds, to test
+//! what happens while a charge is in flight, and `tok_pause_in_sale`, which succeeds and
+//! makes the checkout pause 2 s after selling its first line (to race a cancel against
+//! the sale); the shipped binary refuses both.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,16 +52,23 @@ pub trait PaymentProvider: Send + Sync + 'static {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Outcome>, ProviderError>>;
 
-    /// Gives back `amount` of a charge.
+    /// Gives back `amount` of a charge. `key` makes it idempotent at the provider: asked
+    /// again with the same key (a retry after a crash), it moves no more money.
     fn refund<'a>(
         &'a self,
         charge_id: &'a str,
         amount: Money,
+        key: &'a str,
     ) -> BoxFuture<'a, Result<(), ProviderError>>;
 }
 
-/// A provider for development and tests that moves no money (see the module docs).
-pub struct TestPaymentProvider;
+/// A provider for development and tests that moves no money (see the module docs). Like
+/// a real provider, it answers a refund asked again with the same idempotency key without
+/// refunding twice; `ecommesh_test_provider_refunds_total` counts the refunds it made.
+#[derive(Default)]
+pub struct TestPaymentProvider {
+    refund_keys: parking_lot::Mutex<std::collections::HashSet<String>>,
+}
 
 impl PaymentProvider for TestPaymentProvider {
     fn name(&self) -> &'static str {
@@ -73,8 +83,16 @@ impl PaymentProvider for TestPaymentProvider {
     ) -> BoxFuture<'a, Result<Outcome, ProviderError>> {
         Box::pin(async move {
             match token {
+                #[cfg(feature = "test-hooks")]
                 "tok_slow" => {
                     actix_web::rt::time::sleep(std::time::Duration::from_secs(3)).await;
+                    let id = hex::encode(Sha256::digest(format!("test-charge:{key}")));
+                    Ok(Outcome::Charged {
+                        charge_id: format!("ch_test_{}", &id[..24]),
+                    })
+                }
+                #[cfg(feature = "test-hooks")]
+                "tok_pause_in_sale" => {
                     let id = hex::encode(Sha256::digest(format!("test-charge:{key}")));
                     Ok(Outcome::Charged {
                         charge_id: format!("ch_test_{}", &id[..24]),
@@ -110,7 +128,11 @@ impl PaymentProvider for TestPaymentProvider {
         &'a self,
         _charge_id: &'a str,
         _amount: Money,
+        key: &'a str,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        if self.refund_keys.lock().insert(key.to_owned()) {
+            metrics::counter!("ecommesh_test_provider_refunds_total").increment(1);
+        }
         Box::pin(async { Ok(()) })
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use ecommesh_actors::entities::order::{OrderCommand, OrderState, OrderStatus};
+use ecommesh_actors::entities::order::{OrderCommand, OrderStatus};
 use ecommesh_actors::entities::payment::{Outcome, PaymentCommand};
 use ecommesh_actors::entities::product::{ProductCommand, ProductRejection};
 use ecommesh_actors::EntityError;
@@ -98,7 +98,7 @@ pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static st
             // undo only the sales made here.
             let hold_ends = order.placed_at_ms + node.reservation_ttl.as_millis() as u64;
             let surely_held = ecommesh_persistence::now_ms() + HOLD_MARGIN_MS < hold_ends;
-            let mut sold_here = Vec::new();
+            let mut seen = seen;
             for l in &order.lines {
                 let commit = ProductCommand::Commit {
                     reservation_id: id.to_owned(),
@@ -108,17 +108,13 @@ pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static st
                     .execute(l.product_id.clone(), commit, None)
                     .await
                 {
-                    Ok(_) => sold_here.push(l.clone()),
+                    Ok(_) => {}
                     Err(EntityError::Rejected(ProductRejection::NoReservation { .. }))
                         if surely_held => {}
                     // Only a hold that is gone means refunding; anything else (a shard
                     // without a leader, a timeout) is tried again next round.
                     Err(e @ EntityError::Rejected(ProductRejection::NoReservation { .. })) => {
                         tracing::warn!(order = id, product = %l.product_id, error = %e, "stock no longer held; refunding");
-                        let partial = OrderState {
-                            lines: sold_here,
-                            ..(*order).clone()
-                        };
                         cancel(
                             node,
                             id,
@@ -126,19 +122,35 @@ pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static st
                             "reservation expired before the payment completed",
                         )
                         .await?;
-                        crate::http::orders::settle(node, id, &partial)
+                        // Puts back every line recorded as sold (by the dead saga or
+                        // above) and refunds the charge.
+                        crate::http::orders::settle(node, id)
                             .await
                             .map_err(|e| anyhow::anyhow!("{e}"))?;
                         return Ok("refunded: stock no longer reserved");
                     }
                     Err(e) => return Err(anyhow::anyhow!("selling the held stock: {e}")),
                 }
+                // Sold, here or by the saga before it died: recorded on the order, so
+                // that a refund puts it back.
+                let record = OrderCommand::RecordSale {
+                    product_id: l.product_id.clone(),
+                };
+                let after = node
+                    .orders
+                    .execute(id.to_owned(), record, None)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if after.state.status != OrderStatus::PendingPayment {
+                    return Ok("already settled");
+                }
+                seen = after.seq;
             }
             let paid = OrderCommand::MarkPaid {
                 payment_ref: charge_id.clone(),
             };
             node.orders
-                .execute(id.to_owned(), paid, None)
+                .execute(id.to_owned(), paid, Some(seen))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok("resumed: paid")

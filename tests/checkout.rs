@@ -6,37 +6,9 @@ mod common;
 use std::sync::{Arc, Barrier};
 
 use common::{client, temp, Node};
-use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
-fn address() -> Value {
-    json!({"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"})
-}
-
-fn checkout(
-    http: &Client,
-    node: &Node,
-    token: &str,
-    key: &str,
-    card: &str,
-) -> reqwest::blocking::Response {
-    http.post(node.url("/api/v1/checkout"))
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(&json!({"payment": {"token": card}, "shipping_address": address()}))
-        .send()
-        .unwrap()
-}
-
-fn available(http: &Client, node: &Node, product: &str) -> u64 {
-    let p: Value = http
-        .get(node.url(&format!("/api/v1/products/{product}")))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    p["stock"]["available"].as_u64().unwrap()
-}
+use common::{address, available, checkout};
 
 fn setup(extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Node, String) {
     let (tmp, data) = temp();

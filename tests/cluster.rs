@@ -694,10 +694,6 @@ fn a_node_joins_and_another_leaves_while_writes_go_on() {
     }
 }
 
-fn address() -> Value {
-    json!({"name": "K", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"})
-}
-
 /// Checks out with `key` through `base` until the answer is definite (201, 402, 409),
 /// retrying the same key on 503s and lost answers for up to 40 s. Returns the status
 /// and the order id of a 201.
@@ -713,7 +709,7 @@ fn checkout_until_definite(
             .post(format!("{base}/api/v1/checkout"))
             .bearer_auth(token)
             .header("Idempotency-Key", key)
-            .json(&json!({"payment": {"token": "tok_visa"}, "shipping_address": address()}))
+            .json(&json!({"payment": {"token": "tok_visa"}, "shipping_address": common::address()}))
             .send();
         match r {
             Ok(r) if r.status() == 201 => {

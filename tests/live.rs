@@ -38,12 +38,7 @@ fn restock(http: &Client, node: &Node, admin: &str, product: &str, quantity: u64
 }
 
 fn checkout(http: &Client, node: &Node, token: &str, card: &str) -> reqwest::blocking::Response {
-    http.post(node.url("/api/v1/checkout"))
-        .bearer_auth(token)
-        .header("Idempotency-Key", format!("k-{card}-{}", nanos()))
-        .json(&json!({"payment": {"token": card}, "shipping_address": {"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"}}))
-        .send()
-        .unwrap()
+    common::checkout(http, node, token, &format!("k-{card}-{}", nanos()), card)
 }
 
 fn nanos() -> u128 {

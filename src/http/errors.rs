@@ -81,6 +81,12 @@ impl ApiError {
         }
     }
 
+    /// The same error, telling the client when to try again.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs.max(1));
+        self
+    }
+
     /// 429 `rate_limited`: one client address asked too often or holds too much.
     pub fn rate_limited(detail: impl Into<String>, retry_after_secs: u64) -> Self {
         ApiError {

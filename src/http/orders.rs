@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use ecommesh_actors::entities::order::{OrderCommand, OrderRejection, OrderState, OrderStatus};
-use ecommesh_actors::entities::payment::{PaymentCommand, PaymentState};
+use ecommesh_actors::entities::payment::{PaymentCommand, PaymentRejection, PaymentState};
 use ecommesh_actors::entities::product::ProductCommand;
 use ecommesh_actors::EntityError;
 use serde::{Deserialize, Serialize};
@@ -393,17 +393,24 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// Undoes a sale: puts the sold units back and refunds what was charged. Every step is
-/// idempotent (products remember recent reversals, a payment refunds at most its charge,
-/// an order is refunded once), so a retry after a crash finishes the job.
-pub async fn settle(node: &Node, id: &str, order: &OrderState) -> Result<(), ApiError> {
+/// How long a refund intent recorded by another caller is left to it before anyone else
+/// finishes it (it died between recording the intent and the provider's answer).
+const REFUND_IN_FLIGHT_MS: u64 = 30_000;
+
+/// Undoes a sale: puts the sold units back and refunds what was charged. Works from the
+/// order's current state (read afresh), so it reverses what was sold even when a cancel
+/// raced the checkout that sold it. Every step is idempotent and recorded: a line is
+/// reversed once (recorded on the order), a refund is asked of the provider once (its
+/// intent recorded on the payment first, with the idempotency key the provider gets), an
+/// order is refunded once; so a retry after a crash finishes the job.
+pub async fn settle(node: &Node, id: &str) -> Result<(), ApiError> {
     // A step that met a stale state (an earlier attempt whose answer was lost may have
     // made it) or a shard between leaders is tried again: every step is idempotent, and
     // a cancel must not stop halfway with its stock still sold.
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match settle_once(node, id, order).await {
+        match settle_once(node, id).await {
             Err(e)
                 if attempt < 3
                     && (e.code == "conflict" || e.status == StatusCode::SERVICE_UNAVAILABLE) =>
@@ -415,56 +422,96 @@ pub async fn settle(node: &Node, id: &str, order: &OrderState) -> Result<(), Api
     }
 }
 
-async fn settle_once(node: &Node, id: &str, order: &OrderState) -> Result<(), ApiError> {
-    let restock: Vec<(String, u32)> = match &order.returned_lines {
-        Some(lines) => lines.clone(),
-        None => order
-            .lines
-            .iter()
-            .map(|l| (l.product_id.clone(), l.quantity))
-            .collect(),
-    };
-    for (product_id, quantity) in restock {
+async fn settle_once(node: &Node, id: &str) -> Result<(), ApiError> {
+    let order = node.orders.read(id.to_owned()).await?.state;
+    for (product_id, quantity) in order.to_reverse() {
         let reverse = ProductCommand::ReverseSale {
             order_id: id.to_owned(),
             quantity: quantity as u64,
         };
-        node.products.execute(product_id, reverse, None).await?;
+        node.products
+            .execute(product_id.clone(), reverse, None)
+            .await?;
+        let done = OrderCommand::RecordReversal { product_id };
+        node.orders.execute(id.to_owned(), done, None).await?;
     }
-    let payment = node.payments.read(id.to_owned()).await?.state;
-    if let (Some(charge_id), Some(charged)) = (payment.charge_id(), payment.amount) {
-        // A partial return refunds its units; anything else refunds the whole charge.
-        let amount = order
-            .refund_due()
-            .filter(|due| due.amount <= charged.amount)
-            .unwrap_or(charged);
-        if payment.refunded == 0 {
-            node.payment_provider
-                .refund(charge_id, amount)
-                .await
-                .map_err(|e| {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "payment_unavailable",
-                        e.to_string(),
-                    )
-                })?;
-            node.payments
-                .execute(id.to_owned(), PaymentCommand::Refund { amount }, None)
-                .await?;
-        }
-        if order.was_paid {
-            match node
-                .orders
-                .execute(id.to_owned(), OrderCommand::Refund, None)
-                .await
-            {
-                Ok(_) | Err(EntityError::Rejected(OrderRejection::IllegalTransition { .. })) => {}
-                Err(e) => return Err(e.into()),
-            }
+    if !refund_charge(node, id, &order).await? {
+        // Another caller is refunding right now; it finishes the order too.
+        return Ok(());
+    }
+    if order.was_paid {
+        match node
+            .orders
+            .execute(id.to_owned(), OrderCommand::Refund, None)
+            .await
+        {
+            Ok(_) | Err(EntityError::Rejected(OrderRejection::IllegalTransition { .. })) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
+}
+
+/// Refunds what order `id`'s payment charged (a partial return: its units), once.
+/// False when another caller's refund is under way.
+async fn refund_charge(node: &Node, id: &str, order: &OrderState) -> Result<bool, ApiError> {
+    let read = node.payments.read(id.to_owned()).await?;
+    let payment = &read.state;
+    let (Some(charge_id), Some(charged)) = (payment.charge_id(), payment.amount) else {
+        return Ok(true); // nothing was charged
+    };
+    let unavailable = |e: crate::payments::ProviderError| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payment_unavailable",
+            e.to_string(),
+        )
+    };
+    let (amount, key) = match &payment.refund_pending {
+        Some(p) if ecommesh_persistence::now_ms() < p.at_ms + REFUND_IN_FLIGHT_MS => {
+            return Ok(false);
+        }
+        // Recorded by a caller that died before confirming: ask again with its key.
+        Some(p) => (p.amount, p.key.clone()),
+        None if payment.refunded > 0 => return Ok(true), // refunded already
+        None => {
+            // A partial return refunds its units; anything else refunds the whole charge.
+            let amount = order
+                .refund_due()
+                .filter(|due| due.amount <= charged.amount)
+                .unwrap_or(charged);
+            if amount.amount == 0 {
+                return Ok(true); // nothing to give back: done, not an error
+            }
+            let key = format!("{id}:refund");
+            let intent = PaymentCommand::BeginRefund {
+                amount,
+                key: key.clone(),
+            };
+            // Only if nobody changed the payment since it was read: of two racing
+            // callers, one records the intent and asks the provider.
+            match node
+                .payments
+                .execute(id.to_owned(), intent, Some(read.seq))
+                .await
+            {
+                Ok(_) => {}
+                Err(EntityError::Conflict { .. })
+                | Err(EntityError::Rejected(PaymentRejection::RefundPending)) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+            (amount, key)
+        }
+    };
+    metrics::counter!("ecommesh_payment_refund_requests_total").increment(1);
+    node.payment_provider
+        .refund(charge_id, amount, &key)
+        .await
+        .map_err(unavailable)?;
+    node.payments
+        .execute(id.to_owned(), PaymentCommand::Refund { amount }, None)
+        .await?;
+    Ok(true)
 }
 
 /// Gives back the stock order `id` holds on each of `products`. Best effort: holds
@@ -532,14 +579,13 @@ pub async fn cancel(
                 }
                 Err(e) => return Err(e.into()),
             };
-            if order.status == OrderStatus::PendingPayment {
-                release(&node, &id, reply.lines.iter().map(|l| l.product_id.clone())).await;
-            } else {
-                settle(&node, &id, &reply).await?;
-            }
+            // Holds not sold yet are released; whatever a checkout racing this cancel
+            // sold already (recorded on the order) is put back, and a charge refunded.
+            release(&node, &id, reply.lines.iter().map(|l| l.product_id.clone())).await;
+            settle(&node, &id).await?;
         }
-        OrderStatus::Cancelled if order.was_paid => settle(&node, &id, &order).await?,
-        OrderStatus::Cancelled => {}
+        // Cancelling again finishes an interrupted cancellation.
+        OrderStatus::Cancelled => settle(&node, &id).await?,
         other => return Err(illegal(other.as_str(), "cancelled")),
     }
     respond(&node, &id).await
@@ -601,7 +647,7 @@ pub async fn approve_return(
     super::carts::check_id("id", &id)?;
     let order = node.orders.read(id.clone()).await?.state;
     match order.status {
-        OrderStatus::Returned => settle(&node, &id, &order).await?,
+        OrderStatus::Returned => settle(&node, &id).await?,
         OrderStatus::New => return Err(ApiError::not_found("no such order")),
         other => return Err(illegal(other.as_str(), "refunded")),
     }

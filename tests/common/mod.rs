@@ -288,3 +288,35 @@ pub fn metric(http: &reqwest::blocking::Client, node: &Node, name: &str) -> Opti
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// A shipping address every checkout in the tests may use.
+pub fn address() -> serde_json::Value {
+    serde_json::json!({"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"})
+}
+
+/// Checks out `token`'s cart with Idempotency-Key `key`, paying with test card `card`.
+pub fn checkout(
+    http: &reqwest::blocking::Client,
+    node: &Node,
+    token: &str,
+    key: &str,
+    card: &str,
+) -> reqwest::blocking::Response {
+    http.post(node.url("/api/v1/checkout"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&serde_json::json!({"payment": {"token": card}, "shipping_address": address()}))
+        .send()
+        .unwrap()
+}
+
+/// The units of `product` a shopper can buy now.
+pub fn available(http: &reqwest::blocking::Client, node: &Node, product: &str) -> u64 {
+    let p: serde_json::Value = http
+        .get(node.url(&format!("/api/v1/products/{product}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    p["stock"]["available"].as_u64().unwrap()
+}

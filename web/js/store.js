@@ -12,7 +12,6 @@ const CARDS = [
   ["tok_mastercard", "Mastercard: the payment succeeds."],
   ["tok_chargeDeclined", "The card is declined."],
   ["tok_chargeDeclinedInsufficientFunds", "Declined for insufficient funds."],
-  ["tok_slow", "Succeeds after a delay (a slow payment provider)."],
 ];
 
 let cart = null; // the last cart view from the server

@@ -95,9 +95,35 @@ pub struct OrderState {
     pub cancel_reason: Option<String>,
     /// The units of a partial return; `None` when nothing or everything was returned.
     pub returned_lines: Option<Vec<(String, u32)>>,
+    /// Products whose units the checkout sold for this order (recorded after each sale,
+    /// so a cancellation racing the checkout knows what to put back).
+    pub sold_lines: std::collections::BTreeSet<String>,
+    /// Products whose sale was reversed for this order: reversed once, however often a
+    /// cancellation or refund is retried (the product's own memory of reversals is a
+    /// bounded window).
+    pub reversed_lines: std::collections::BTreeSet<String>,
 }
 
 impl OrderState {
+    /// The (product, units) whose sale a cancellation or refund must still reverse: the
+    /// returned units of a partial return; every line of an order that was paid; else
+    /// the lines a checkout sold before it was cancelled. Lines reversed already are left
+    /// out.
+    pub fn to_reverse(&self) -> Vec<(String, u32)> {
+        let all = self
+            .lines
+            .iter()
+            .map(|l| (l.product_id.clone(), l.quantity));
+        let due: Vec<(String, u32)> = match &self.returned_lines {
+            Some(lines) => lines.clone(),
+            None if self.was_paid => all.collect(),
+            None => all.filter(|(p, _)| self.sold_lines.contains(p)).collect(),
+        };
+        due.into_iter()
+            .filter(|(p, _)| !self.reversed_lines.contains(p))
+            .collect()
+    }
+
     /// What a refund gives back: the returned units' price for a partial return, else
     /// the whole total.
     pub fn refund_due(&self) -> Option<Money> {
@@ -140,6 +166,14 @@ pub enum OrderCommand {
         lines: Option<Vec<(String, u32)>>,
     },
     Refund,
+    /// The checkout sold this line's units (idempotent).
+    RecordSale {
+        product_id: String,
+    },
+    /// This line's sale was reversed on its product (idempotent).
+    RecordReversal {
+        product_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +212,14 @@ pub enum OrderEvent {
     CheckoutRecorded(CheckoutDetails),
     /// Added after schema v1: the units a partial return gives back.
     ReturnedLines(Vec<(String, u32)>),
+    /// Added after schema v1: a line's units were sold for this order.
+    LineSold {
+        product_id: String,
+    },
+    /// Added after schema v1: a line's sale was reversed.
+    LineReversed {
+        product_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
@@ -309,8 +351,8 @@ pub struct Order;
 impl Entity for Order {
     const KIND: &'static str = "order";
     /// 3: the state gained `checkout`, `cancel_reason` (2) and `returned_lines` (3);
-    /// older snapshots are rebuilt from the journal.
-    const STATE_VERSION: u16 = 3;
+    /// 4: `sold_lines` and `reversed_lines`. Older snapshots are rebuilt from the journal.
+    const STATE_VERSION: u16 = 4;
     type State = OrderState;
     type Command = OrderCommand;
     type Event = OrderEvent;
@@ -403,6 +445,32 @@ impl Entity for Order {
                 }
                 _ => return Err(illegal(S::Returned)),
             },
+            RecordSale { product_id } | RecordReversal { product_id } => {
+                if !state.lines.iter().any(|l| &l.product_id == product_id) {
+                    return Err(invalid(
+                        "product_id",
+                        format!("{product_id} is not in this order"),
+                    ));
+                }
+                let (done, event) = match command {
+                    RecordSale { .. } => (
+                        &state.sold_lines,
+                        OrderEvent::LineSold {
+                            product_id: product_id.clone(),
+                        },
+                    ),
+                    _ => (
+                        &state.reversed_lines,
+                        OrderEvent::LineReversed {
+                            product_id: product_id.clone(),
+                        },
+                    ),
+                };
+                if done.contains(product_id) {
+                    return Ok(vec![]);
+                }
+                event
+            }
             Refund => match (state.status, state.was_paid, state.refund_due()) {
                 (S::Returned, _, Some(total)) | (S::Cancelled, true, Some(total)) => {
                     OrderEvent::Refunded {
@@ -424,6 +492,14 @@ impl Entity for Order {
             }
             OrderEvent::ReturnedLines(lines) => {
                 state.returned_lines = Some(lines.clone());
+                return;
+            }
+            OrderEvent::LineSold { product_id } => {
+                state.sold_lines.insert(product_id.clone());
+                return;
+            }
+            OrderEvent::LineReversed { product_id } => {
+                state.reversed_lines.insert(product_id.clone());
                 return;
             }
             OrderEvent::Placed {
@@ -478,6 +554,8 @@ impl Entity for Order {
             OrderEvent::Refunded { .. } => "OrderRefunded",
             OrderEvent::CheckoutRecorded(_) => "OrderCheckoutRecorded",
             OrderEvent::ReturnedLines(_) => "OrderReturnedLines",
+            OrderEvent::LineSold { .. } => "OrderLineSold",
+            OrderEvent::LineReversed { .. } => "OrderLineReversed",
         }
     }
 }
@@ -669,6 +747,68 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_cancelled_checkout_reverses_what_it_sold_once() {
+        let h = vec![
+            placed(),
+            OrderEvent::LineSold {
+                product_id: "p".into(),
+            },
+            OrderEvent::Cancelled {
+                reason: "r".into(),
+                at_ms: 1,
+            },
+        ];
+        // Recording a sale again adds nothing; a product not in the order is refused.
+        assert!(when::<Order>(
+            &h,
+            RecordSale {
+                product_id: "p".into()
+            }
+        )
+        .unwrap()
+        .is_empty());
+        assert!(when::<Order>(
+            &h,
+            RecordSale {
+                product_id: "q".into()
+            }
+        )
+        .is_err());
+        assert_eq!(state::<Order>(&h).to_reverse(), vec![("p".to_string(), 2)]);
+        let mut h = h;
+        h.extend(
+            when::<Order>(
+                &h,
+                RecordReversal {
+                    product_id: "p".into(),
+                },
+            )
+            .unwrap(),
+        );
+        assert!(
+            state::<Order>(&h).to_reverse().is_empty(),
+            "a reversed line is never reversed again"
+        );
+        assert!(when::<Order>(
+            &h,
+            RecordReversal {
+                product_id: "p".into()
+            }
+        )
+        .unwrap()
+        .is_empty());
+        // Nothing sold, nothing to reverse.
+        let unsold = vec![
+            placed(),
+            OrderEvent::Cancelled {
+                reason: "r".into(),
+                at_ms: 1,
+            },
+        ];
+        assert!(state::<Order>(&unsold).to_reverse().is_empty());
     }
 }
 

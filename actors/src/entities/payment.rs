@@ -1,6 +1,12 @@
 //! The payment of one order (entity id = order id): what was charged, declined and
 //! refunded, through which provider. One entity per order makes charging idempotent: a
 //! retried checkout asks the same entity, which charges at most once.
+//!
+//! A refund is recorded as intended (`BeginRefund`, with the idempotency key the provider
+//! gets) before the provider is asked, and as done (`Refund`) after: of two callers
+//! racing to refund, one records the intent and the other is told a refund is under way,
+//! so the provider is asked once; a caller that died between the two is finished by
+//! asking the provider again with the same key, which moves the money at most once.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -20,6 +26,17 @@ pub struct PaymentState {
     pub amount: Option<Money>,
     pub outcome: Option<Outcome>,
     pub refunded: i64,
+    /// A refund asked of the provider and not yet confirmed.
+    pub refund_pending: Option<PendingRefund>,
+}
+
+/// A refund recorded as intended, not yet confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRefund {
+    pub amount: Money,
+    /// The provider's idempotency key: asking again with it moves no more money.
+    pub key: String,
+    pub at_ms: u64,
 }
 
 impl PaymentState {
@@ -40,9 +57,11 @@ pub enum PaymentCommand {
         amount: Money,
         outcome: Outcome,
     },
-    Refund {
-        amount: Money,
-    },
+    /// Confirms a refund the provider made.
+    Refund { amount: Money },
+    /// Records the intent to refund `amount` under the provider idempotency key `key`.
+    /// Repeating the pending intent adds nothing.
+    BeginRefund { amount: Money, key: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +82,12 @@ pub enum PaymentEvent {
         amount: Money,
         at_ms: u64,
     },
+    /// Added after schema v1 (new variants go at the end).
+    RefundRequested {
+        amount: Money,
+        key: String,
+        at_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
@@ -71,6 +96,8 @@ pub enum PaymentRejection {
     NotCharged,
     #[error("refund of {requested} exceeds the {left} left to refund")]
     RefundTooLarge { requested: i64, left: i64 },
+    #[error("another refund is under way")]
+    RefundPending,
 }
 
 impl Rejection for PaymentRejection {
@@ -78,6 +105,7 @@ impl Rejection for PaymentRejection {
         match self {
             PaymentRejection::NotCharged => "not_charged",
             PaymentRejection::RefundTooLarge { .. } => "refund_too_large",
+            PaymentRejection::RefundPending => "refund_pending",
         }
     }
     fn kind(&self) -> RejectionKind {
@@ -89,6 +117,8 @@ pub struct Payment;
 
 impl Entity for Payment {
     const KIND: &'static str = "payment";
+    /// 2: the state gained `refund_pending`; older snapshots are rebuilt from the journal.
+    const STATE_VERSION: u16 = 2;
     type State = PaymentState;
     type Command = PaymentCommand;
     type Event = PaymentEvent;
@@ -135,6 +165,31 @@ impl Entity for Payment {
                     at_ms: now,
                 }])
             }
+            PaymentCommand::BeginRefund { amount, key } => {
+                let (Some(charged), Some(_)) = (state.amount, state.charge_id()) else {
+                    return Err(PaymentRejection::NotCharged);
+                };
+                if let Some(pending) = &state.refund_pending {
+                    return if &pending.amount == amount && &pending.key == key {
+                        Ok(vec![])
+                    } else {
+                        Err(PaymentRejection::RefundPending)
+                    };
+                }
+                let left = charged.amount - state.refunded;
+                if amount.amount <= 0 || amount.amount > left || amount.currency != charged.currency
+                {
+                    return Err(PaymentRejection::RefundTooLarge {
+                        requested: amount.amount,
+                        left,
+                    });
+                }
+                Ok(vec![PaymentEvent::RefundRequested {
+                    amount: *amount,
+                    key: key.clone(),
+                    at_ms: now,
+                }])
+            }
         }
     }
 
@@ -164,7 +219,19 @@ impl Entity for Payment {
                     reason: reason.clone(),
                 });
             }
-            PaymentEvent::Refunded { amount, .. } => state.refunded += amount.amount,
+            PaymentEvent::Refunded { amount, .. } => {
+                // Checked against the charge when decided; saturating keeps a corrupt
+                // journal from panicking the entity.
+                state.refunded = state.refunded.saturating_add(amount.amount);
+                state.refund_pending = None;
+            }
+            PaymentEvent::RefundRequested { amount, key, at_ms } => {
+                state.refund_pending = Some(PendingRefund {
+                    amount: *amount,
+                    key: key.clone(),
+                    at_ms: *at_ms,
+                });
+            }
         }
     }
 
@@ -173,6 +240,7 @@ impl Entity for Payment {
             PaymentEvent::Charged { .. } => "PaymentCharged",
             PaymentEvent::Declined { .. } => "PaymentDeclined",
             PaymentEvent::Refunded { .. } => "PaymentRefunded",
+            PaymentEvent::RefundRequested { .. } => "PaymentRefundRequested",
         }
     }
 }
@@ -228,5 +296,33 @@ mod tests {
             when::<Payment>(&[], PaymentCommand::Refund { amount: usd(1) }).unwrap_err(),
             PaymentRejection::NotCharged
         );
+    }
+
+    #[test]
+    fn a_refund_is_intended_once_then_confirmed() {
+        let begin = |amount, key: &str| PaymentCommand::BeginRefund {
+            amount: usd(amount),
+            key: key.into(),
+        };
+        let mut h = vec![charged()];
+        let ev = when::<Payment>(&h, begin(1000, "o1:refund")).unwrap();
+        assert_eq!(ev.len(), 1);
+        h.extend(ev);
+        // The same intent again adds nothing; another one is refused while it is pending.
+        assert!(when::<Payment>(&h, begin(1000, "o1:refund"))
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            when::<Payment>(&h, begin(500, "other")).unwrap_err(),
+            PaymentRejection::RefundPending
+        );
+        h.extend(when::<Payment>(&h, PaymentCommand::Refund { amount: usd(1000) }).unwrap());
+        let s = state::<Payment>(&h);
+        assert_eq!((s.refunded, s.refund_pending.is_none()), (1000, true));
+        // Nothing is left to refund.
+        assert!(matches!(
+            when::<Payment>(&h, begin(1, "again")).unwrap_err(),
+            PaymentRejection::RefundTooLarge { .. }
+        ));
     }
 }
