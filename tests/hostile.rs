@@ -461,3 +461,261 @@ fn revoked_access_token_is_refused_at_once() {
     let other = login("eve-pass-123");
     assert_eq!(me(other["access_token"].as_str().unwrap()), 200);
 }
+
+/// A node with an admin, and the admin's token.
+fn shop(extra: &[&str]) -> (tempfile::TempDir, Node, String) {
+    let (dir, data) = temp();
+    let mut args = vec!["--no-demo"];
+    args.extend_from_slice(extra);
+    let node = common::start_with_admin(&data, &args);
+    let admin = common::login(
+        &client(),
+        &node,
+        common::ADMIN_EMAIL,
+        common::ADMIN_PASSWORD,
+    );
+    (dir, node, admin)
+}
+
+/// The id of the order `token`'s customer gets for Idempotency-Key `key` (the API's
+/// contract: derived from the customer and the key).
+fn order_id_of(http: &reqwest::blocking::Client, node: &Node, token: &str, key: &str) -> String {
+    let me: serde_json::Value = http
+        .get(node.url("/api/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    ecommesh::checkout::order_id(me["id"].as_str().unwrap(), key)
+}
+
+fn cancel(http: &reqwest::blocking::Client, node: &Node, token: &str, id: &str) -> u16 {
+    http.post(node.url(&format!("/api/v1/orders/{id}/cancel")))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn cancel_racing_the_sale_puts_back_what_was_sold() {
+    let (_dir, node, admin) = shop(&[]);
+    let http = client();
+    let a = common::create_product(&http, &node, &admin, "RACE-A", 1000, 5);
+    let b = common::create_product(&http, &node, &admin, "RACE-B", 1000, 5);
+    let shopper = common::register(&http, &node, "racer@shop.test");
+    common::add_to_cart(&http, &node, &shopper, &a, 2);
+    common::add_to_cart(&http, &node, &shopper, &b, 3);
+    let id = order_id_of(&http, &node, &shopper, "race-1");
+    // The test card pauses the checkout for 2 s after it sold its first line: the
+    // cancel lands in the middle of the sale.
+    let (status, body) = std::thread::scope(|s| {
+        let paying = s.spawn(|| {
+            let r = common::checkout(&client(), &node, &shopper, "race-1", "tok_pause_in_sale");
+            (r.status().as_u16(), r.json::<serde_json::Value>().unwrap())
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let sold_one = || {
+            let a = common::admin_stock(&http, &node, &admin, &a);
+            let b = common::admin_stock(&http, &node, &admin, &b);
+            a["sold"].as_u64().unwrap() + b["sold"].as_u64().unwrap() > 0
+        };
+        while !sold_one() {
+            assert!(std::time::Instant::now() < deadline, "the first line sells");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(cancel(&http, &node, &shopper, &id), 200);
+        paying.join().unwrap()
+    });
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], "order_cancelled");
+    // Nothing stays sold, nothing stays held, and the charge went back.
+    for p in [&a, &b] {
+        let stock = common::admin_stock(&http, &node, &admin, p);
+        assert_eq!(
+            (
+                stock["sold"].as_u64(),
+                stock["reserved"].as_u64(),
+                stock["available"].as_u64()
+            ),
+            (Some(0), Some(0), Some(5)),
+            "{p}: {stock}"
+        );
+    }
+    let order: serde_json::Value = http
+        .get(node.url(&format!("/api/v1/orders/{id}")))
+        .bearer_auth(&shopper)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(order["status"], "cancelled");
+    assert_eq!(order["payment"]["status"], "refunded", "{order}");
+}
+
+#[test]
+fn zero_price_order_cancelled_twice_puts_its_units_back_once() {
+    let (_dir, node, admin) = shop(&[]);
+    let http = client();
+    let free = common::create_product(&http, &node, &admin, "FREE", 0, 300);
+    let shopper = common::register(&http, &node, "free@shop.test");
+    common::add_to_cart(&http, &node, &shopper, &free, 2);
+    let first = common::checkout(&http, &node, &shopper, "free-0", "tok_visa");
+    assert_eq!(first.status(), 201);
+    let first = first.json::<serde_json::Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(cancel(&http, &node, &shopper, &first), 200);
+    // 257 other paid-then-cancelled orders push the first one's reversal out of the
+    // product's memory of recent reversals (256).
+    for i in 1..=257 {
+        common::add_to_cart(&http, &node, &shopper, &free, 1);
+        let r = common::checkout(&http, &node, &shopper, &format!("free-{i}"), "tok_visa");
+        assert_eq!(r.status(), 201);
+        let id = r.json::<serde_json::Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(cancel(&http, &node, &shopper, &id), 200);
+    }
+    // Cancelling the first order again must not put its 2 units on sale a second time.
+    let again = cancel(&http, &node, &shopper, &first);
+    assert!([200, 409].contains(&again), "{again}");
+    let stock = common::admin_stock(&http, &node, &admin, &free);
+    assert_eq!(
+        (
+            stock["sold"].as_u64(),
+            stock["available"].as_u64(),
+            stock["received"].as_u64()
+        ),
+        (Some(0), Some(300), Some(300)),
+        "no phantom units: {stock}"
+    );
+}
+
+#[test]
+fn double_refund_by_two_concurrent_cancels_asks_the_provider_once() {
+    let (_dir, node, admin) = shop(&[]);
+    let http = client();
+    let item = common::create_product(&http, &node, &admin, "TWICE", 1500, 100);
+    let shopper = common::register(&http, &node, "twice@shop.test");
+    const ORDERS: usize = 12;
+    for i in 0..ORDERS {
+        common::add_to_cart(&http, &node, &shopper, &item, 1);
+        let r = common::checkout(&http, &node, &shopper, &format!("twice-{i}"), "tok_visa");
+        assert_eq!(r.status(), 201);
+        let id = r.json::<serde_json::Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let barrier = std::sync::Barrier::new(2);
+        let codes: Vec<u16> = std::thread::scope(|s| {
+            let both: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let http = client();
+                        barrier.wait();
+                        cancel(&http, &node, &shopper, &id)
+                    })
+                })
+                .collect();
+            both.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    }
+    let asked = common::metric(&http, &node, "ecommesh_payment_refund_requests_total");
+    let made = common::metric(&http, &node, "ecommesh_test_provider_refunds_total");
+    assert_eq!(
+        (asked, made),
+        (Some(ORDERS as f64), Some(ORDERS as f64)),
+        "one refund asked of the provider per order"
+    );
+    let stock = common::admin_stock(&http, &node, &admin, &item);
+    assert_eq!(stock["available"].as_u64(), Some(100), "{stock}");
+}
+
+#[test]
+fn hold_limit_bounds_checkouts_per_customer_and_abandoned_ones_finish() {
+    let (_dir, node, admin) = shop(&["--max-pending-checkouts", "2"]);
+    let http = client();
+    let item = common::create_product(&http, &node, &admin, "HOLD", 700, 50);
+    let shopper = common::register(&http, &node, "holder@shop.test");
+    common::add_to_cart(&http, &node, &shopper, &item, 5);
+    // Two slow checkouts run (each holds the cart's 5 units); the third is refused
+    // without holding anything.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let slow: Vec<_> = (0..2)
+            .map(|i| {
+                let (node, shopper) = (&node, &shopper);
+                s.spawn(move || {
+                    common::checkout(&client(), node, shopper, &format!("hold-{i}"), "tok_slow")
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(
+            common::available(&http, &node, &item),
+            40,
+            "two checkouts hold 10"
+        );
+        let third = common::checkout(&http, &node, &shopper, "hold-2", "tok_visa");
+        assert_eq!(third.status(), 429);
+        assert_eq!(
+            third.json::<serde_json::Value>().unwrap()["code"],
+            "too_many_pending_checkouts"
+        );
+        assert_eq!(
+            common::available(&http, &node, &item),
+            40,
+            "the third held nothing"
+        );
+        slow.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Both finish: the first empties the cart, the second finds it empty.
+    assert!(statuses.contains(&201), "{statuses:?}");
+
+    // A shopper who walks away mid-checkout: the checkout still finishes at once, rather
+    // than holding the stock until the reconciler's timeout.
+    common::add_to_cart(&http, &node, &shopper, &item, 2);
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let gone = impatient
+        .post(node.url("/api/v1/checkout"))
+        .bearer_auth(&shopper)
+        .header("Idempotency-Key", "walked-away")
+        .json(&json!({"payment": {"token": "tok_slow"}, "shipping_address": common::address()}))
+        .send();
+    assert!(gone.is_err(), "the client gave up before the answer");
+    let id = order_id_of(&http, &node, &shopper, "walked-away");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let order: serde_json::Value = http
+            .get(node.url(&format!("/api/v1/orders/{id}")))
+            .bearer_auth(&shopper)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if order["status"] == "paid" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned checkout finished: {order}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stock = common::admin_stock(&http, &node, &admin, &item);
+    assert_eq!(
+        stock["reserved"].as_u64(),
+        Some(0),
+        "nothing left held: {stock}"
+    );
+}
