@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: String,
+    pub metrics_listen: String,
     pub data_dir: PathBuf,
     pub shards: u32,
     pub snapshot_every: u32,
@@ -89,6 +90,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: String::new(),
             data_dir: PathBuf::from("./data"),
             shards: 64,
             snapshot_every: 100,
@@ -157,6 +159,10 @@ pub struct Overrides {
     #[arg(long, global = true, env = "ECOMMESH_LISTEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// Serve /metrics apart, on this address (ip:port) only, and not on the shop's port (empty: on the shop's port, public). Set it wherever the shop port faces the internet.
+    #[arg(long, global = true, env = "ECOMMESH_METRICS_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
     /// Directory of the journal; created if missing.
     #[arg(long, global = true, env = "ECOMMESH_DATA_DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -499,6 +505,12 @@ impl Config {
             Ok(())
         }
         self.listen_addr()?;
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
+            bail!(
+                "invalid configuration: `metrics_listen` must be ip:port or empty, got {:?}",
+                self.metrics_listen
+            );
+        }
         crate::http::client_ip::ClientIp::parse(&self.trusted_proxies)
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         range("shards", self.shards, 1, 4096)?;

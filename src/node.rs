@@ -57,6 +57,8 @@ pub struct Node {
     /// Checkouts under way per customer, and how many one customer may run at once.
     pub checkouts: Arc<crate::checkout::Checkouts>,
     pub max_pending_checkouts: usize,
+    /// /metrics is served on `metrics_listen`, not on the shop's port.
+    pub metrics_apart: bool,
     /// Tells a request's client address (for the limits kept per client).
     pub client_ip: crate::http::client_ip::ClientIp,
     pub shards: u32,
@@ -129,6 +131,7 @@ impl Node {
             client_ip: Default::default(),
             checkouts: Arc::default(),
             max_pending_checkouts: 3,
+            metrics_apart: false,
             shards: runtime.store().shard_count(),
             ready: AtomicBool::new(false),
             metrics,
@@ -332,13 +335,46 @@ pub fn bind(config: &Config) -> anyhow::Result<TcpListener> {
 /// Creates the data directory if needed and proves it is writable.
 pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     let shown = dir.display();
+    // Everything the node creates is its own alone: journal, snapshots, read models and
+    // secrets hold password hashes, addresses and orders.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     std::fs::create_dir_all(dir).map_err(|e| {
         anyhow!("data directory {shown} cannot be created: {e}; choose another with --data-dir")
     })?;
+    restrict(dir);
     let probe = dir.join(".write-probe");
     std::fs::write(&probe, b"ok")
         .and_then(|_| std::fs::remove_file(&probe))
         .map_err(|e| anyhow!("data directory {shown} is not writable: {e}; fix its permissions or choose another with --data-dir"))
+}
+
+/// Takes group and other permissions off `dir` and everything in it (a data directory
+/// made by an older build, or copied in): directories 0700, files 0600. A path this user
+/// may not change (a volume's root owned by root) is left as it is, with a warning.
+fn restrict(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            let tight = if meta.is_dir() { 0o700 } else { 0o600 };
+            if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(tight))
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot take group and other permissions off a data path");
+            }
+        }
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
 }
 
 /// Opens the journal, turning storage errors into instructions.
@@ -497,6 +533,7 @@ async fn serve(
     node.reservation_ttl = std::time::Duration::from_secs(config.reservation_ttl_secs);
     node.live_settings = config.live();
     node.max_pending_checkouts = config.max_pending_checkouts;
+    node.metrics_apart = !config.metrics_listen.is_empty();
     node.client_ip = crate::http::client_ip::ClientIp::parse(&config.trusted_proxies)
         .map_err(|e| anyhow!("invalid configuration: {e}"))?;
     let node = web::Data::new(node);
@@ -591,6 +628,7 @@ async fn serve(
     .with_context(|| format!("cannot serve on {addr}"))?
     .run();
 
+    let metrics_server = metrics_apart(&config, node.clone())?;
     let handle = server.handle();
     let signal_node = node.clone();
     let signal = shutdown_signal()?;
@@ -607,12 +645,49 @@ async fn serve(
     println!("listening on http://{addr}");
 
     server.await.context("http server failed")?;
+    if let Some(metrics) = metrics_server {
+        metrics.stop(false).await;
+    }
     if let Some(cluster) = &cluster {
         cluster.shutdown().await;
     }
     runtime.shutdown().context("final flush failed")?;
     tracing::info!("stopped cleanly; every acknowledged write is on disk");
     Ok(())
+}
+
+/// Serves /metrics (and the probes) on `metrics_listen`, if set, with one worker: the
+/// shop's port then answers 404 there, so a public shop does not publish its internals.
+fn metrics_apart(
+    config: &Config,
+    node: web::Data<Node>,
+) -> anyhow::Result<Option<actix_web::dev::ServerHandle>> {
+    if config.metrics_listen.is_empty() {
+        return Ok(None);
+    }
+    let listener = std::net::TcpListener::bind(&config.metrics_listen).with_context(|| {
+        format!(
+            "cannot serve metrics on {} (`metrics_listen`)",
+            config.metrics_listen
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(node.clone())
+            .route("/metrics", web::get().to(http::ops::metrics_apart))
+            .route("/healthz", web::get().to(http::ops::healthz))
+            .route("/readyz", web::get().to(http::ops::readyz))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .with_context(|| format!("cannot serve metrics on {addr}"))?
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    tracing::info!(%addr, "metrics served apart");
+    Ok(Some(handle))
 }
 
 /// Installs the SIGTERM and SIGINT handlers now, so that a signal that arrives as soon

@@ -719,3 +719,39 @@ fn hold_limit_bounds_checkouts_per_customer_and_abandoned_ones_finish() {
         "nothing left held: {stock}"
     );
 }
+
+#[test]
+fn metrics_and_data_files_are_not_public() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, data) = temp();
+    let port = ecommesh::bench::node::peer_ports(1).unwrap()[0];
+    let metrics_at = format!("127.0.0.1:{port}");
+    let node = Node::start(&data, &["--metrics-listen", &metrics_at]);
+    let http = client();
+    // The shop's port does not publish the node's internals...
+    let shop = http.get(node.url("/metrics")).send().unwrap();
+    assert_eq!(shop.status(), 404);
+    // ...the metrics address does.
+    let apart = http
+        .get(format!("http://{metrics_at}/metrics"))
+        .send()
+        .unwrap();
+    assert_eq!(apart.status(), 200);
+    assert!(apart.text().unwrap().contains("ecommesh_"));
+
+    // Journal, secrets and read models are the node's alone.
+    let mut stack = vec![data.clone()];
+    let mut files = 0;
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{} is {mode:o}", path.display());
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            files += 1;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        }
+    }
+    assert!(files > 0, "the node wrote its files");
+}

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use crate::http::errors::ApiError;
 use crate::node::Node;
 
 /// The process is alive and serving HTTP.
@@ -26,7 +27,17 @@ pub async fn readyz(node: web::Data<Node>) -> HttpResponse {
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
-pub async fn metrics(node: web::Data<Node>) -> HttpResponse {
+pub async fn metrics(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+    if node.metrics_apart {
+        return Err(ApiError::not_found(
+            "metrics are served on the node's metrics address, not here",
+        ));
+    }
+    Ok(metrics_apart(node).await)
+}
+
+/// /metrics on the `metrics_listen` address.
+pub async fn metrics_apart(node: web::Data<Node>) -> HttpResponse {
     let body = node
         .metrics
         .as_ref()
