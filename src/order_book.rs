@@ -89,13 +89,14 @@ impl OrderBook {
         out
     }
 
-    /// Sales of orders placed at or after `since_ms`.
+    /// Sales of orders placed at or after `since_ms`; an error rather than a wrong
+    /// figure if their revenue does not fit in 64-bit minor units.
     pub fn summary(
         &self,
         since_ms: u64,
         top: usize,
         currency: ecommesh_actors::Currency,
-    ) -> (Summary, Money) {
+    ) -> Result<(Summary, Money), RevenueOverflow> {
         let mut s = Summary::default();
         let mut units: BTreeMap<&str, u64> = BTreeMap::new();
         for (o, _) in self.orders.values() {
@@ -103,7 +104,10 @@ impl OrderBook {
                 continue;
             }
             s.orders += 1;
-            s.revenue += o.total.map_or(0, |t| t.amount);
+            s.revenue = s
+                .revenue
+                .checked_add(o.total.map_or(0, |t| t.amount))
+                .ok_or(RevenueOverflow)?;
             for l in &o.lines {
                 s.items += l.quantity as u64;
                 *units.entry(&l.product_id).or_default() += l.quantity as u64;
@@ -115,9 +119,14 @@ impl OrderBook {
         ranked.truncate(top);
         s.top_products = ranked;
         let revenue = Money::new(s.revenue, currency);
-        (s, revenue)
+        Ok((s, revenue))
     }
 }
+
+/// The revenue of a period does not fit in 64-bit minor units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the revenue of this period does not fit in 64-bit minor units; ask for a shorter period")]
+pub struct RevenueOverflow;
 
 #[cfg(test)]
 mod tests {
@@ -185,13 +194,32 @@ mod tests {
         let ada: Vec<&str> = b.for_customer("ada").iter().map(|(id, _)| *id).collect();
         assert_eq!(ada, vec!["o2", "o1"]);
         assert_eq!(b.all(Some(OrderStatus::PendingPayment)).len(), 1);
-        let (s, revenue) = b.summary(0, 5, Currency::USD);
+        let (s, revenue) = b.summary(0, 5, Currency::USD).unwrap();
         assert_eq!((s.orders, revenue.amount, s.items), (2, 3500, 7));
         assert_eq!(s.top_products, vec![("mug".to_string(), 7)]);
         assert_eq!(
-            b.summary(25, 5, Currency::USD).0.orders,
+            b.summary(25, 5, Currency::USD).unwrap().0.orders,
             1,
             "the window counts"
         );
+    }
+
+    #[test]
+    fn a_revenue_that_does_not_fit_is_an_error_not_a_wrong_figure() {
+        let mut b = OrderBook::default();
+        let half = i64::MAX / 2 + 1;
+        for id in ["o1", "o2"] {
+            feed(&mut b, id, 1, placed("ada", 10, "gem", 1, half));
+            feed(
+                &mut b,
+                id,
+                2,
+                OrderEvent::Paid {
+                    payment_ref: "ch".into(),
+                    at_ms: 11,
+                },
+            );
+        }
+        assert_eq!(b.summary(0, 5, Currency::USD), Err(RevenueOverflow));
     }
 }

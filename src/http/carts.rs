@@ -83,8 +83,13 @@ pub async fn view(node: &Node, reply: Reply<Arc<CartState>>) -> Result<CartView,
     for (product_id, quantity) in &reply.state.items {
         let product = node.product_view(product_id).await?.state;
         let Some(d) = &product.details else { continue };
-        let line_total = d.price.checked_mul(*quantity as u64).unwrap_or(d.price);
-        total = total.checked_add(line_total).unwrap_or(total);
+        let line_total = d
+            .price
+            .checked_mul(*quantity as u64)
+            .ok_or_else(|| ApiError::amount_overflow(format!("the line total of {product_id}")))?;
+        total = total
+            .checked_add(line_total)
+            .ok_or_else(|| ApiError::amount_overflow("the cart's total"))?;
         items.push(CartLine {
             product_id: product_id.clone(),
             name: d.name.clone(),

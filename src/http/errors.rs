@@ -87,6 +87,25 @@ impl ApiError {
         self
     }
 
+    /// 422 `amount_overflow`: a sum of money does not fit in 64-bit minor units. Never
+    /// saturated or wrapped: a wrong figure is worse than none.
+    pub fn amount_overflow(what: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "amount_overflow",
+            format!("{what} does not fit in 64-bit minor units"),
+        )
+    }
+
+    /// [`ApiError::amount_overflow`] from a typed overflow, with its own words.
+    pub fn amount_overflow_of(e: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "amount_overflow",
+            e.to_string(),
+        )
+    }
+
     /// 429 `rate_limited`: one client address asked too often or holds too much.
     pub fn rate_limited(detail: impl Into<String>, retry_after_secs: u64) -> Self {
         ApiError {

@@ -241,7 +241,11 @@ pub async fn sales_summary(
         return Err(ApiError::invalid_field("top", "must be between 1 and 100"));
     }
     let since = ecommesh_persistence::now_ms().saturating_sub(minutes * 60_000);
-    let (s, revenue) = node.order_book.read().summary(since, top, node.currency);
+    let (s, revenue) = node
+        .order_book
+        .read()
+        .summary(since, top, node.currency)
+        .map_err(ApiError::amount_overflow_of)?;
     Ok(HttpResponse::Ok().json(SalesSummary {
         since: rfc3339(since),
         orders: s.orders,
@@ -334,9 +338,9 @@ pub async fn order_view_with(
             quantity: l.quantity,
             unit_price: MoneyJson::from_money(l.unit_price),
             line_total: MoneyJson::from_money(
-                l.unit_price
-                    .checked_mul(l.quantity as u64)
-                    .unwrap_or(l.unit_price),
+                l.unit_price.checked_mul(l.quantity as u64).ok_or_else(|| {
+                    ApiError::amount_overflow(format!("the line total of {}", l.product_id))
+                })?,
             ),
         });
     }

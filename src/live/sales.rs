@@ -56,10 +56,13 @@ pub struct Tick {
     pub second: u64,
     pub at: String,
     pub orders: u64,
-    pub revenue: MoneyJson,
+    /// `null` if the second's revenue does not fit in 64-bit minor units (never a
+    /// saturated or wrapped figure).
+    pub revenue: Option<MoneyJson>,
     pub items: u64,
     pub cancelled: u64,
-    pub refunds: MoneyJson,
+    /// As `revenue`.
+    pub refunds: Option<MoneyJson>,
     /// Most units sold over the last minute.
     pub top_products: Vec<TopProduct>,
 }
@@ -67,10 +70,11 @@ pub struct Tick {
 #[derive(Default)]
 struct Bucket {
     orders: u64,
-    revenue: i64,
+    /// Wide enough that no second's sales overflow it; narrowed when rendered.
+    revenue: i128,
     items: u64,
     cancelled: u64,
-    refunds: i64,
+    refunds: i128,
     units: HashMap<String, u64>,
 }
 
@@ -103,8 +107,9 @@ impl SalesBoard {
         }
     }
 
-    fn money(&self, minor: i64) -> MoneyJson {
-        MoneyJson::from_money(Money::new(minor, self.currency))
+    fn money(&self, minor: i128) -> Option<MoneyJson> {
+        let minor = i64::try_from(minor).ok()?;
+        Some(MoneyJson::from_money(Money::new(minor, self.currency)))
     }
 
     /// Counts a sale in the current second and keeps it for new dashboards.
@@ -113,7 +118,7 @@ impl SalesBoard {
         match sale.kind {
             "paid" => {
                 b.orders += 1;
-                b.revenue = b.revenue.saturating_add(sale.amount.amount);
+                b.revenue += i128::from(sale.amount.amount);
                 b.items += sale.items;
                 for l in &sale.lines {
                     *b.units.entry(l.product_id.clone()).or_default() += l.quantity as u64;
@@ -121,7 +126,7 @@ impl SalesBoard {
                 }
             }
             "cancelled" => b.cancelled += 1,
-            "refunded" => b.refunds = b.refunds.saturating_add(sale.amount.amount),
+            "refunded" => b.refunds += i128::from(sale.amount.amount),
             _ => {}
         }
         self.recent.push_back(sale.clone());
@@ -217,13 +222,16 @@ mod tests {
         board.record(&sale("cancelled", 500, &[]));
         let t = board.tick(100);
         assert_eq!((t.seq, t.orders, t.items, t.cancelled), (1, 2, 6, 1));
-        assert_eq!((t.revenue.amount, t.refunds.amount), (1500, 300));
+        assert_eq!(
+            (t.revenue.unwrap().amount, t.refunds.unwrap().amount),
+            (1500, 300)
+        );
         assert_eq!(t.top_products[0].product_id, "b");
         assert_eq!(t.top_products[0].units, 4);
         assert_eq!(t.top_products[0].name, "name of b");
         // An empty second still reports the minute's top products...
         let t = board.tick(101);
-        assert_eq!((t.seq, t.orders, t.revenue.amount), (2, 0, 0));
+        assert_eq!((t.seq, t.orders, t.revenue.unwrap().amount), (2, 0, 0));
         assert_eq!(t.top_products.len(), 2);
         // ...until they fall out of the window.
         for s in 0..WINDOW_SECS as u64 {

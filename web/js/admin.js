@@ -61,7 +61,7 @@ function renderKpis() {
   const sum = (f) => board.ticks.reduce((a, t) => a + f(t), 0);
   const set = (id, text) => { const n = document.getElementById(id); if (n) n.textContent = text; };
   // Sales already announced but not yet in a closed second count at once.
-  set("kpi-revenue", money(sum((t) => t.revenue.amount) + board.pending));
+  set("kpi-revenue", money(sum((t) => (t.revenue ? t.revenue.amount : 0)) + board.pending));
   set("kpi-orders", String(sum((t) => t.orders) + board.pendingOrders));
   set("kpi-items", String(sum((t) => t.items)));
   const last = board.ticks[board.ticks.length - 1];

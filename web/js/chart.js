@@ -17,7 +17,7 @@ export function drawSalesChart(canvas, ticks, formatAmount) {
   const slots = 60;
   const data = ticks.slice(-slots);
   // Round scales: whole currency units and whole orders at every grid line.
-  const maxRevenue = Math.ceil(Math.max(400, ...data.map((t) => t.revenue.amount)) / 400) * 400;
+  const maxRevenue = Math.ceil(Math.max(400, ...data.map((t) => (t.revenue ? t.revenue.amount : 0))) / 400) * 400;
   const maxOrders = Math.ceil(Math.max(4, ...data.map((t) => t.orders)) / 4) * 4;
   const slot = w / slots;
   const x0 = pad.left + (slots - data.length) * slot;
@@ -45,7 +45,7 @@ export function drawSalesChart(canvas, ticks, formatAmount) {
   // Revenue bars.
   g.fillStyle = "rgba(36, 87, 214, 0.55)";
   data.forEach((t, i) => {
-    const bh = (h * t.revenue.amount) / maxRevenue;
+    const bh = (h * (t.revenue ? t.revenue.amount : 0)) / maxRevenue;
     g.fillRect(x0 + i * slot + 1, pad.top + h - bh, Math.max(1, slot - 2), bh);
   });
 

@@ -264,9 +264,20 @@ fn check_text(
     Ok(())
 }
 
+/// The highest price a product may have, in minor units (10 billion in major units):
+/// with at most 999 units a line and 100 lines an order, every order total, and the sum
+/// of over 9,000 such orders, fits in 64-bit minor units.
+pub const MAX_PRICE: i64 = 1_000_000_000_000;
+
 fn check_price(price: &Money) -> Result<(), ProductRejection> {
     if price.amount < 0 {
         return Err(invalid("price", "must not be negative"));
+    }
+    if price.amount > MAX_PRICE {
+        return Err(invalid(
+            "price",
+            format!("must be at most {MAX_PRICE} minor units"),
+        ));
     }
     Ok(())
 }
@@ -627,18 +638,29 @@ mod tests {
             ProductRejection::Invalid { field, .. } if field == "sku"
         ));
         d.sku = "ok".into();
-        d.price.amount = -1;
-        assert!(matches!(
-            when::<Product>(
-                &[],
-                Create {
-                    details: d,
-                    initial_stock: 1
-                }
-            )
-            .unwrap_err(),
-            ProductRejection::Invalid { field, .. } if field == "price"
-        ));
+        for bad in [-1, MAX_PRICE + 1] {
+            d.price.amount = bad;
+            assert!(matches!(
+                when::<Product>(
+                    &[],
+                    Create {
+                        details: d.clone(),
+                        initial_stock: 1
+                    }
+                )
+                .unwrap_err(),
+                ProductRejection::Invalid { field, .. } if field == "price"
+            ));
+        }
+        d.price.amount = MAX_PRICE;
+        assert!(when::<Product>(
+            &[],
+            Create {
+                details: d,
+                initial_stock: 1
+            }
+        )
+        .is_ok());
     }
 
     #[test]
