@@ -59,6 +59,12 @@ pub struct Node {
     pub max_pending_checkouts: usize,
     /// /metrics is served on `metrics_listen`, not on the shop's port.
     pub metrics_apart: bool,
+    /// Orders whose refund was recorded but not confirmed (the provider failed): the
+    /// reconciler finishes them.
+    pub unfinished_refunds: parking_lot::Mutex<std::collections::BTreeSet<String>>,
+    /// The customer id of the configured admin email: registration refuses it, so only
+    /// the admin bootstrap can create that account.
+    pub reserved_admin: Option<String>,
     /// Tells a request's client address (for the limits kept per client).
     pub client_ip: crate::http::client_ip::ClientIp,
     pub shards: u32,
@@ -132,6 +138,8 @@ impl Node {
             checkouts: Arc::default(),
             max_pending_checkouts: 3,
             metrics_apart: false,
+            reserved_admin: None,
+            unfinished_refunds: Default::default(),
             shards: runtime.store().shard_count(),
             ready: AtomicBool::new(false),
             metrics,
@@ -534,6 +542,8 @@ async fn serve(
     node.live_settings = config.live();
     node.max_pending_checkouts = config.max_pending_checkouts;
     node.metrics_apart = !config.metrics_listen.is_empty();
+    node.reserved_admin =
+        (!config.admin_email.is_empty()).then(|| crate::auth::customer_id(&config.admin_email));
     node.client_ip = crate::http::client_ip::ClientIp::parse(&config.trusted_proxies)
         .map_err(|e| anyhow!("invalid configuration: {e}"))?;
     let node = web::Data::new(node);
@@ -544,10 +554,38 @@ async fn serve(
             .is_ok_and(|e| e.is_empty())
     });
     // The admin account exists before HTTP serves, so nobody can register its email
-    // first. In a cluster this waits for a quorum (over the peer links, not HTTP); a node
-    // that joins a running cluster finds the admin there already.
+    // first (registration refuses it anyway: `Node::reserved_admin`). A fresh cluster
+    // waits for a quorum (over the peer links, not HTTP); a node restarting with data, or
+    // joining a running cluster, finds the admin there already and checks it in the
+    // background, so a shard without a quorum never keeps a restarted node's HTTP down.
     let joins = cluster.as_ref().is_some_and(|c| c.settings.join);
-    if !config.admin_email.is_empty() && !joins {
+    let before_http = cluster.is_none() || fresh;
+    if !config.admin_email.is_empty() && !joins && !before_http {
+        let (node, email, password) = (
+            node.clone(),
+            config.admin_email.clone(),
+            config.admin_password.clone(),
+        );
+        actix_web::rt::spawn(async move {
+            loop {
+                match crate::auth::routes::ensure_admin(&node, &email, &password).await {
+                    Ok(outcome) => {
+                        tracing::info!(email = %email, outcome, "admin account");
+                        break;
+                    }
+                    Err(crate::auth::routes::AdminError::Unavailable(e)) => {
+                        tracing::info!(error = %e, "the admin account check waits for the cluster");
+                        actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "admin account");
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    if !config.admin_email.is_empty() && !joins && before_http {
         loop {
             match crate::auth::routes::ensure_admin(
                 &node,

@@ -43,6 +43,19 @@ pub fn spawn(node: web::Data<Node>, timeout: Duration) {
                     .map(|(id, _)| id.to_owned())
                     .collect()
             };
+            // Refunds recorded but not confirmed (the provider failed): ask again.
+            let refunds: Vec<String> = node.unfinished_refunds.lock().iter().cloned().collect();
+            for id in refunds {
+                match crate::http::orders::settle(&node, &id).await {
+                    Ok(()) => {
+                        node.unfinished_refunds.lock().remove(&id);
+                        tracing::info!(order = %id, "finished a refund the provider had failed");
+                    }
+                    Err(e) => {
+                        tracing::warn!(order = %id, error = %e, "a refund is still unfinished")
+                    }
+                }
+            }
             for id in stuck {
                 match reconcile(&node, &id).await {
                     Ok(outcome) => {
@@ -141,6 +154,14 @@ pub async fn reconcile(node: &Arc<Node>, id: &str) -> anyhow::Result<&'static st
                     .execute(id.to_owned(), record, None)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if after.state.status == OrderStatus::Cancelled {
+                    // Cancelled while this round sold: put back what was sold (the
+                    // cancel may have read the order before this sale was recorded).
+                    crate::http::orders::settle(node, id)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    return Ok("cancelled meanwhile: settled");
+                }
                 if after.state.status != OrderStatus::PendingPayment {
                     return Ok("already settled");
                 }

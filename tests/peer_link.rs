@@ -96,13 +96,13 @@ fn an_unauthenticated_peer_gets_no_link_and_no_frame() {
     // A well-formed hello under the wrong secret.
     let mut s = connect(&rpc);
     let wrong = ClusterSecret::new(&[7u8; 32]).unwrap();
-    send_frame(&mut s, &Hello::new(&wrong, 2, 1));
+    send_frame(&mut s, &Hello::sealed(&wrong, 2, 1));
     closed_without_a_byte(s, "a hello under a wrong secret");
 
     // The right secret, but an id that is not a member, or a hello for another node.
     for (from, to) in [(9, 1), (2, 3)] {
         let mut s = connect(&rpc);
-        send_frame(&mut s, &Hello::new(&secret(), from, to));
+        send_frame(&mut s, &Hello::sealed(&secret(), from, to));
         closed_without_a_byte(s, "a hello from a stranger or for another node");
     }
 
@@ -142,7 +142,7 @@ fn a_member_links_and_a_replayed_handshake_is_refused() {
     // The real handshake: the welcome proves the node holds the secret, and the link
     // carries sealed frames both ways.
     let mut s = connect(&rpc);
-    let hello = Hello::new(&secret(), 2, 1);
+    let hello = Hello::sealed(&secret(), 2, 1);
     assert_eq!(hello.len(), HELLO_LEN);
     send_frame(&mut s, &hello);
     let welcome = read_frame(&mut s).expect("a member is welcomed");

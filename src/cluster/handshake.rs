@@ -49,8 +49,10 @@ use super::types::NodeId;
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Largest frame read before a peer has proven itself.
 pub const MAX_HANDSHAKE_FRAME: usize = 1024;
-/// How far a hello's clock may be from this node's.
-pub const CLOCK_WINDOW: Duration = Duration::from_secs(120);
+/// How far a hello's clock may be from this node's: wide, since the acceptor also needs
+/// the dialer's first sealed frame before a link counts, so a replay that got past the
+/// guard still gets no link; the window only bounds how long nonces are remembered.
+pub const CLOCK_WINDOW: Duration = Duration::from_secs(600);
 /// Bytes a sealed frame carries beyond its plaintext.
 pub const SEAL_OVERHEAD: usize = 16;
 /// Least length of the cluster secret.
@@ -175,7 +177,7 @@ pub struct Hello {
 
 impl Hello {
     /// A fresh hello from `from` to `to`, sealed with `secret`: its bytes, to send.
-    pub fn new(secret: &ClusterSecret, from: NodeId, to: NodeId) -> Vec<u8> {
+    pub fn sealed(secret: &ClusterSecret, from: NodeId, to: NodeId) -> Vec<u8> {
         Hello {
             version: PROTOCOL_VERSION,
             from,
@@ -267,7 +269,7 @@ pub struct Welcome;
 
 impl Welcome {
     /// The welcome's bytes for `hello`, with a fresh nonce.
-    pub fn new(secret: &ClusterSecret, hello: &[u8]) -> Vec<u8> {
+    pub fn sealed(secret: &ClusterSecret, hello: &[u8]) -> Vec<u8> {
         let mut b = Vec::with_capacity(WELCOME_LEN);
         b.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
         b.extend_from_slice(&fresh_nonce());
@@ -412,9 +414,9 @@ mod tests {
     #[test]
     fn a_hello_proves_itself_once() {
         let (k, guard) = (secret(1), ReplayGuard::default());
-        let hello = Hello::new(&k, 2, 1);
+        let hello = Hello::sealed(&k, 2, 1);
         assert_eq!(hello.len(), HELLO_LEN);
-        assert!(HELLO_LEN <= MAX_HANDSHAKE_FRAME);
+        const { assert!(HELLO_LEN <= MAX_HANDSHAKE_FRAME) };
         let member = |id| id == 2 || id == 3;
         assert_eq!(Hello::check(&hello, &k, 1, member, &guard).unwrap().from, 2);
         assert_eq!(
@@ -428,10 +430,13 @@ mod tests {
         let (k, guard) = (secret(1), ReplayGuard::default());
         let member = |id| id == 2;
         let check = |b: &[u8]| Hello::check(b, &k, 1, member, &guard);
-        assert_eq!(check(&Hello::new(&secret(9), 2, 1)), Err(Refused::BadProof));
-        assert_eq!(check(&Hello::new(&k, 2, 3)), Err(Refused::NotForMe(3)));
-        assert_eq!(check(&Hello::new(&k, 7, 1)), Err(Refused::NotMember(7)));
-        assert_eq!(check(&Hello::new(&k, 1, 1)), Err(Refused::NotMember(1)));
+        assert_eq!(
+            check(&Hello::sealed(&secret(9), 2, 1)),
+            Err(Refused::BadProof)
+        );
+        assert_eq!(check(&Hello::sealed(&k, 2, 3)), Err(Refused::NotForMe(3)));
+        assert_eq!(check(&Hello::sealed(&k, 7, 1)), Err(Refused::NotMember(7)));
+        assert_eq!(check(&Hello::sealed(&k, 1, 1)), Err(Refused::NotMember(1)));
         let old = Hello {
             version: PROTOCOL_VERSION,
             from: 2,
@@ -440,7 +445,7 @@ mod tests {
             nonce: fresh_nonce(),
         };
         assert!(matches!(check(&old.seal(&k)), Err(Refused::Clock(_))));
-        let mut other = Hello::new(&k, 2, 1);
+        let mut other = Hello::sealed(&k, 2, 1);
         other[5] = 9;
         assert_eq!(
             check(&other),
@@ -450,7 +455,7 @@ mod tests {
             })
         );
         // Flipping any bit of the fields breaks the MAC.
-        let mut flipped = Hello::new(&k, 2, 1);
+        let mut flipped = Hello::sealed(&k, 2, 1);
         flipped[20] ^= 1;
         assert_eq!(check(&flipped), Err(Refused::BadProof));
         assert!(matches!(check(&[0u8; 9]), Err(Refused::Malformed(_))));
@@ -459,14 +464,14 @@ mod tests {
     #[test]
     fn a_welcome_must_answer_this_hello_under_the_secret() {
         let k = secret(1);
-        let hello = Hello::new(&k, 2, 1);
-        let welcome = Welcome::new(&k, &hello);
+        let hello = Hello::sealed(&k, 2, 1);
+        let welcome = Welcome::sealed(&k, &hello);
         assert_eq!(Welcome::check(&welcome, &k, &hello), Ok(()));
         // A welcome recorded for another hello is refused.
-        let other = Hello::new(&k, 2, 1);
+        let other = Hello::sealed(&k, 2, 1);
         assert_eq!(Welcome::check(&welcome, &k, &other), Err(Refused::BadProof));
         assert_eq!(
-            Welcome::check(&Welcome::new(&secret(2), &hello), &k, &hello),
+            Welcome::check(&Welcome::sealed(&secret(2), &hello), &k, &hello),
             Err(Refused::BadProof)
         );
     }
@@ -474,8 +479,8 @@ mod tests {
     #[test]
     fn sealed_frames_open_once_in_order_and_only_in_their_direction() {
         let k = secret(1);
-        let hello = Hello::new(&k, 2, 1);
-        let welcome = Welcome::new(&k, &hello);
+        let hello = Hello::sealed(&k, 2, 1);
+        let welcome = Welcome::sealed(&k, &hello);
         let mut dialer = SessionKeys::derive(&k, &hello, &welcome, true);
         let mut acceptor = SessionKeys::derive(&k, &hello, &welcome, false);
         let mut a = BytesMut::from(&b"first"[..]);

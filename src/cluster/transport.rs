@@ -49,6 +49,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Connections allowed to be proving themselves at once; more are closed at once, so
 /// strangers cannot hold this node's tasks and sockets.
 const MAX_HANDSHAKES: usize = 32;
+/// Of those, from one source address.
+const MAX_HANDSHAKES_PER_SOURCE: usize = 4;
+/// How long an accepted connection has to send its hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
 /// kind and id, before the payload.
 const HEADER: usize = 9;
 
@@ -103,6 +107,44 @@ pub struct Transport {
     secret: ClusterSecret,
     replay: ReplayGuard,
     handshakes: Arc<tokio::sync::Semaphore>,
+    /// Handshakes under way per source address.
+    handshaking: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One handshake's place among its source address's.
+struct HandshakeSlot {
+    all: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+    source: std::net::IpAddr,
+}
+
+impl HandshakeSlot {
+    fn take(
+        all: &Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+        source: std::net::IpAddr,
+    ) -> Option<Self> {
+        let mut map = all.lock();
+        let n = map.entry(source).or_default();
+        if *n >= MAX_HANDSHAKES_PER_SOURCE {
+            return None;
+        }
+        *n += 1;
+        Some(HandshakeSlot {
+            all: all.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut map = self.all.lock();
+        if let Some(n) = map.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.source);
+            }
+        }
+    }
 }
 
 /// A frame before sealing, with room for its tag.
@@ -155,6 +197,7 @@ impl Transport {
             secret,
             replay: ReplayGuard::default(),
             handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
+            handshaking: Arc::default(),
         });
         let accepting = t.clone();
         tokio::spawn(async move { accepting.accept(listener).await });
@@ -283,7 +326,7 @@ impl Transport {
         stream: TcpStream,
     ) -> Result<(Wire, SessionKeys), Option<super::handshake::Refused>> {
         let mut framed = Framed::new(stream, handshake_codec());
-        let hello = Hello::new(&self.secret, self.me, peer);
+        let hello = Hello::sealed(&self.secret, self.me, peer);
         framed
             .send(Bytes::from(hello.clone()))
             .await
@@ -303,6 +346,14 @@ impl Transport {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
+            // One source address may hold a few handshakes at once, all sources together
+            // MAX_HANDSHAKES: idle strangers cannot keep the node's peers out.
+            let source = from.ip().to_canonical();
+            let Some(per_source) = HandshakeSlot::take(&self.handshaking, source) else {
+                metrics::counter!("ecommesh_cluster_links_refused_total", "reason" => "busy")
+                    .increment(1);
+                continue;
+            };
             let Ok(permit) = self.handshakes.clone().try_acquire_owned() else {
                 tracing::warn!(%from, "too many peer handshakes at once; connection closed");
                 metrics::counter!("ecommesh_cluster_links_refused_total", "reason" => "busy")
@@ -313,7 +364,7 @@ impl Transport {
             let t = self.clone();
             tokio::spawn(async move {
                 let proven = tokio::time::timeout(HANDSHAKE_TIMEOUT, t.welcome(stream)).await;
-                drop(permit);
+                drop((permit, per_source));
                 match proven {
                     Ok(Ok((peer, framed, keys))) => {
                         tracing::info!(peer, %from, "link up (accepted)");
@@ -335,7 +386,11 @@ impl Transport {
         stream: TcpStream,
     ) -> Result<(NodeId, Wire, SessionKeys), Option<super::handshake::Refused>> {
         let mut framed = Framed::new(stream, handshake_codec());
-        let hello = match framed.next().await {
+        // A peer says hello at once; a connection that stays silent is let go soon.
+        let Ok(hello) = tokio::time::timeout(HELLO_TIMEOUT, framed.next()).await else {
+            return Err(None);
+        };
+        let hello = match hello {
             Some(Ok(h)) => h,
             // A frame over the handshake's bound is an error of the codec: refused.
             Some(Err(_)) => {
@@ -349,7 +404,7 @@ impl Transport {
         let peer = Hello::check(&hello, &self.secret, self.me, is_member, &self.replay)
             .map_err(Some)?
             .from;
-        let welcome = Welcome::new(&self.secret, &hello);
+        let welcome = Welcome::sealed(&self.secret, &hello);
         framed
             .send(Bytes::from(welcome.clone()))
             .await

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use ecommesh_actors::entities::order::{OrderCommand, OrderRejection, OrderState, OrderStatus};
-use ecommesh_actors::entities::payment::{PaymentCommand, PaymentRejection, PaymentState};
+use ecommesh_actors::entities::payment::{PaymentCommand, PaymentState};
 use ecommesh_actors::entities::product::ProductCommand;
 use ecommesh_actors::EntityError;
 use serde::{Deserialize, Serialize};
@@ -411,22 +411,37 @@ pub async fn settle(node: &Node, id: &str) -> Result<(), ApiError> {
     // A step that met a stale state (an earlier attempt whose answer was lost may have
     // made it) or a shard between leaders is tried again: every step is idempotent, and
     // a cancel must not stop halfway with its stock still sold.
+    let mut intent = Intent::default();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match settle_once(node, id).await {
+        match settle_once(node, id, &mut intent).await {
             Err(e)
                 if attempt < 3
                     && (e.code == "conflict" || e.status == StatusCode::SERVICE_UNAVAILABLE) =>
             {
                 actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
             }
-            other => return other,
+            Err(e) => {
+                if intent.ours {
+                    // A refund recorded and not confirmed (the provider failed): the
+                    // reconciler asks again, with the same key, until it is done.
+                    node.unfinished_refunds.lock().insert(id.to_owned());
+                }
+                return Err(e);
+            }
+            ok => return ok,
         }
     }
 }
 
-async fn settle_once(node: &Node, id: &str) -> Result<(), ApiError> {
+/// Whether this settle recorded the refund intent it is finishing.
+#[derive(Default)]
+struct Intent {
+    ours: bool,
+}
+
+async fn settle_once(node: &Node, id: &str, intent: &mut Intent) -> Result<(), ApiError> {
     let order = node.orders.read(id.to_owned()).await?.state;
     for (product_id, quantity) in order.to_reverse() {
         let reverse = ProductCommand::ReverseSale {
@@ -439,7 +454,7 @@ async fn settle_once(node: &Node, id: &str) -> Result<(), ApiError> {
         let done = OrderCommand::RecordReversal { product_id };
         node.orders.execute(id.to_owned(), done, None).await?;
     }
-    if !refund_charge(node, id, &order).await? {
+    if !refund_charge(node, id, &order, intent).await? {
         // Another caller is refunding right now; it finishes the order too.
         return Ok(());
     }
@@ -458,25 +473,27 @@ async fn settle_once(node: &Node, id: &str) -> Result<(), ApiError> {
 
 /// Refunds what order `id`'s payment charged (a partial return: its units), once.
 /// False when another caller's refund is under way.
-async fn refund_charge(node: &Node, id: &str, order: &OrderState) -> Result<bool, ApiError> {
+async fn refund_charge(
+    node: &Node,
+    id: &str,
+    order: &OrderState,
+    intent: &mut Intent,
+) -> Result<bool, ApiError> {
     let read = node.payments.read(id.to_owned()).await?;
     let payment = &read.state;
     let (Some(charge_id), Some(charged)) = (payment.charge_id(), payment.amount) else {
         return Ok(true); // nothing was charged
     };
-    let unavailable = |e: crate::payments::ProviderError| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "payment_unavailable",
-            e.to_string(),
-        )
-    };
     let (amount, key) = match &payment.refund_pending {
-        Some(p) if ecommesh_persistence::now_ms() < p.at_ms + REFUND_IN_FLIGHT_MS => {
-            return Ok(false);
+        // Recorded by this settle on an earlier attempt, or by a caller that died
+        // before confirming: ask again with its key (the provider refunds it once).
+        Some(p)
+            if intent.ours || ecommesh_persistence::now_ms() >= p.at_ms + REFUND_IN_FLIGHT_MS =>
+        {
+            (p.amount, p.key.clone())
         }
-        // Recorded by a caller that died before confirming: ask again with its key.
-        Some(p) => (p.amount, p.key.clone()),
+        // Another caller's, just recorded: it asks the provider.
+        Some(_) => return Ok(false),
         None if payment.refunded > 0 => return Ok(true), // refunded already
         None => {
             // A partial return refunds its units; anything else refunds the whole charge.
@@ -488,22 +505,17 @@ async fn refund_charge(node: &Node, id: &str, order: &OrderState) -> Result<bool
                 return Ok(true); // nothing to give back: done, not an error
             }
             let key = format!("{id}:refund");
-            let intent = PaymentCommand::BeginRefund {
+            let begin = PaymentCommand::BeginRefund {
                 amount,
                 key: key.clone(),
             };
             // Only if nobody changed the payment since it was read: of two racing
-            // callers, one records the intent and asks the provider.
-            match node
-                .payments
-                .execute(id.to_owned(), intent, Some(read.seq))
-                .await
-            {
-                Ok(_) => {}
-                Err(EntityError::Conflict { .. })
-                | Err(EntityError::Rejected(PaymentRejection::RefundPending)) => return Ok(false),
-                Err(e) => return Err(e.into()),
-            }
+            // callers, one records the intent and asks the provider; the other's
+            // conflict is retried by `settle`, which then finds the intent recorded.
+            node.payments
+                .execute(id.to_owned(), begin, Some(read.seq))
+                .await?;
+            intent.ours = true;
             (amount, key)
         }
     };
@@ -511,9 +523,16 @@ async fn refund_charge(node: &Node, id: &str, order: &OrderState) -> Result<bool
     node.payment_provider
         .refund(charge_id, amount, &key)
         .await
-        .map_err(unavailable)?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payment_unavailable",
+                e.to_string(),
+            )
+            .retry_after(5)
+        })?;
     node.payments
-        .execute(id.to_owned(), PaymentCommand::Refund { amount }, None)
+        .execute(id.to_owned(), PaymentCommand::ConfirmRefund { key }, None)
         .await?;
     Ok(true)
 }

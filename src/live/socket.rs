@@ -213,7 +213,7 @@ impl Connection {
                     if last_heard.elapsed() > settings.idle_timeout {
                         break Some(reason(CloseCode::Normal, "idle timeout: nothing heard from the client"));
                     }
-                    self.expire();
+                    self.expire().await;
                     self.send(Out::Ping);
                 }
             }
@@ -348,16 +348,17 @@ impl Connection {
 
     /// Ends private subscriptions once the token they were made with has expired, or its
     /// session was ended.
-    fn expire(&mut self) {
+    async fn expire(&mut self) {
         let Some((caller, exp)) = &self.caller else {
             return;
         };
+        // The session's standing as the gate knows it, read again when the gate's
+        // verdict is stale (on a cluster node that does not lead the session's shard);
+        // an unreadable session keeps the subscriptions until the next heartbeat.
         let revoked =
-            self.node
-                .auth
-                .sessions
-                .check(&caller.session, &caller.id, std::time::Instant::now())
-                == crate::auth::revocation::Standing::Revoked;
+            !crate::auth::extract::session_stands(&self.node, &caller.session, &caller.id)
+                .await
+                .unwrap_or(true);
         if *exp > ecommesh_persistence::now_ms() / 1000 && !revoked {
             return;
         }

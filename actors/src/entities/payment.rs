@@ -62,6 +62,9 @@ pub enum PaymentCommand {
     /// Records the intent to refund `amount` under the provider idempotency key `key`.
     /// Repeating the pending intent adds nothing.
     BeginRefund { amount: Money, key: String },
+    /// Confirms the pending refund of key `key` (the provider made it). Confirming it
+    /// again, once it is no longer pending, adds nothing.
+    ConfirmRefund { key: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +168,14 @@ impl Entity for Payment {
                     at_ms: now,
                 }])
             }
+            PaymentCommand::ConfirmRefund { key } => match &state.refund_pending {
+                Some(p) if &p.key == key => Ok(vec![PaymentEvent::Refunded {
+                    amount: p.amount,
+                    at_ms: now,
+                }]),
+                Some(_) => Err(PaymentRejection::RefundPending),
+                None => Ok(vec![]),
+            },
             PaymentCommand::BeginRefund { amount, key } => {
                 let (Some(charged), Some(_)) = (state.amount, state.charge_id()) else {
                     return Err(PaymentRejection::NotCharged);
@@ -316,7 +327,16 @@ mod tests {
             when::<Payment>(&h, begin(500, "other")).unwrap_err(),
             PaymentRejection::RefundPending
         );
-        h.extend(when::<Payment>(&h, PaymentCommand::Refund { amount: usd(1000) }).unwrap());
+        let confirm = |key: &str| PaymentCommand::ConfirmRefund { key: key.into() };
+        assert_eq!(
+            when::<Payment>(&h, confirm("other")).unwrap_err(),
+            PaymentRejection::RefundPending
+        );
+        h.extend(when::<Payment>(&h, confirm("o1:refund")).unwrap());
+        // A second confirmation (a caller whose first answer was lost) adds nothing.
+        assert!(when::<Payment>(&h, confirm("o1:refund"))
+            .unwrap()
+            .is_empty());
         let s = state::<Payment>(&h);
         assert_eq!((s.refunded, s.refund_pending.is_none()), (1000, true));
         // Nothing is left to refund.
