@@ -441,7 +441,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             from: 2,
             to: 1,
-            time_ms: now_ms() - 10 * 60 * 1000,
+            time_ms: now_ms() - 20 * 60 * 1000,
             nonce: fresh_nonce(),
         };
         assert!(matches!(check(&old.seal(&k)), Err(Refused::Clock(_))));
