@@ -469,10 +469,21 @@ impl Saga<'_> {
                     let record = OrderCommand::RecordSale {
                         product_id: r.product_id.clone(),
                     };
-                    let order = node
+                    let order = match node
                         .orders
                         .execute_unsynced(self.id.to_owned(), record, None)
-                        .await?;
+                        .await
+                    {
+                        Ok(order) => order,
+                        Err(e) => {
+                            // Sold, but not recorded on the order: the reconciler records
+                            // it (and settles, if the order was cancelled meanwhile).
+                            node.unrecorded_sales
+                                .lock()
+                                .insert((self.id.to_owned(), r.product_id.clone()));
+                            return Err(e.into());
+                        }
+                    };
                     order.state.status == OrderStatus::Cancelled
                 }
             };

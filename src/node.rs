@@ -62,6 +62,9 @@ pub struct Node {
     /// Orders whose refund was recorded but not confirmed (the provider failed): the
     /// reconciler finishes them.
     pub unfinished_refunds: parking_lot::Mutex<std::collections::BTreeSet<String>>,
+    /// Sales a checkout made but could not record on its order (its shard between
+    /// leaders): (order, product). The reconciler records them.
+    pub unrecorded_sales: parking_lot::Mutex<std::collections::BTreeSet<(String, String)>>,
     /// The customer id of the configured admin email: registration refuses it, so only
     /// the admin bootstrap can create that account.
     pub reserved_admin: Option<String>,
@@ -140,6 +143,7 @@ impl Node {
             metrics_apart: false,
             reserved_admin: None,
             unfinished_refunds: Default::default(),
+            unrecorded_sales: Default::default(),
             shards: runtime.store().shard_count(),
             ready: AtomicBool::new(false),
             metrics,

@@ -43,6 +43,23 @@ pub fn spawn(node: web::Data<Node>, timeout: Duration) {
                     .map(|(id, _)| id.to_owned())
                     .collect()
             };
+            // Sales a checkout could not record: record them, and settle an order that
+            // was cancelled meanwhile (its cancel could not know of them).
+            let sales: Vec<(String, String)> =
+                node.unrecorded_sales.lock().iter().cloned().collect();
+            for (id, product_id) in sales {
+                let record = OrderCommand::RecordSale {
+                    product_id: product_id.clone(),
+                };
+                let Ok(after) = node.orders.execute(id.clone(), record, None).await else {
+                    continue; // tried again next round
+                };
+                let settled = after.state.status != OrderStatus::Cancelled
+                    || crate::http::orders::settle(&node, &id).await.is_ok();
+                if settled {
+                    node.unrecorded_sales.lock().remove(&(id, product_id));
+                }
+            }
             // Refunds recorded but not confirmed (the provider failed): ask again.
             let refunds: Vec<String> = node.unfinished_refunds.lock().iter().cloned().collect();
             for id in refunds {

@@ -624,7 +624,10 @@ fn double_refund_by_two_concurrent_cancels_asks_the_provider_once() {
                 .collect();
             both.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+        // One cancels; the other answers 200 too, or 409 if it came after the order was
+        // refunded already (a refunded order stays refunded).
+        assert!(codes.contains(&200), "{codes:?}");
+        assert!(codes.iter().all(|c| [200, 409].contains(c)), "{codes:?}");
     }
     let asked = common::metric(&http, &node, "ecommesh_payment_refund_requests_total");
     let made = common::metric(&http, &node, "ecommesh_test_provider_refunds_total");
