@@ -54,32 +54,57 @@ async fn caller(node: web::Data<Node>, header: Option<String>) -> Result<Caller,
 const STALE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether session `fam` still stands for `customer`: from the gate's cache, or read.
-pub async fn session_stands(node: &Node, fam: &str, customer: &str) -> Result<bool, ApiError> {
+///
+/// A verdict past its freshness but recent (`STALE_GRACE`) is used at once while the
+/// session is read again in the background: a request never waits on the session's
+/// shard for a session this node knows, even while that shard elects a leader.
+pub async fn session_stands(
+    node: &web::Data<Node>,
+    fam: &str,
+    customer: &str,
+) -> Result<bool, ApiError> {
     let gate = &node.auth.sessions;
-    match gate.check(fam, customer, Instant::now()) {
+    let now = Instant::now();
+    match gate.check(fam, customer, now) {
         Standing::Active => Ok(true),
         Standing::Revoked => Ok(false),
+        Standing::Unknown if gate.check_stale(fam, customer, now, STALE_GRACE) => {
+            if gate.begin_refresh(fam) {
+                let (node, fam) = (node.clone(), fam.to_owned());
+                actix_web::rt::spawn(async move {
+                    let _ = read_session(&node, &fam).await;
+                    node.auth.sessions.end_refresh(&fam);
+                });
+            }
+            Ok(true)
+        }
         Standing::Unknown => {
-            let read = match node.sessions.read(fam.to_owned()).await {
-                Ok(read) => read,
-                // The session's shard is between leaders: a recent "active" verdict
-                // stands a little longer rather than signing everyone out.
-                Err(e) if gate.check_stale(fam, customer, Instant::now(), STALE_GRACE) => {
-                    tracing::debug!(error = %e, "session unreadable; its recent verdict stands");
-                    return Ok(true);
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let standing = gate.learn(
-                fam,
-                &read.state,
-                ecommesh_persistence::now_ms(),
-                Instant::now(),
-            );
-            Ok(standing == Standing::Active
-                && (!read.state.started || read.state.customer_id == customer))
+            let (state, standing) = read_session(node, fam).await?;
+            Ok(standing == Standing::Active && (!state.started || state.customer_id == customer))
         }
     }
+}
+
+/// Reads session `fam` from its entity and tells the gate; returns what it read and the
+/// standing it gives.
+async fn read_session(
+    node: &Node,
+    fam: &str,
+) -> Result<
+    (
+        std::sync::Arc<ecommesh_actors::entities::session::SessionState>,
+        Standing,
+    ),
+    ApiError,
+> {
+    let read = node.sessions.read(fam.to_owned()).await?;
+    let standing = node.auth.sessions.learn(
+        fam,
+        &read.state,
+        ecommesh_persistence::now_ms(),
+        Instant::now(),
+    );
+    Ok((read.state, standing))
 }
 
 fn parts(req: &HttpRequest) -> (web::Data<Node>, Option<String>) {

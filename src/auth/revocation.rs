@@ -43,6 +43,8 @@ enum Verdict {
 
 pub struct SessionGate {
     verdicts: RwLock<HashMap<Box<str>, Verdict>>,
+    /// Sessions being read again in the background (one read each at a time).
+    refreshing: parking_lot::Mutex<std::collections::HashSet<Box<str>>>,
     /// How long an "active" verdict is trusted without hearing of a change.
     active_ttl: Duration,
 }
@@ -60,6 +62,7 @@ impl SessionGate {
     pub fn new(active_ttl: Duration) -> Self {
         SessionGate {
             verdicts: RwLock::new(HashMap::new()),
+            refreshing: Default::default(),
             active_ttl,
         }
     }
@@ -91,6 +94,20 @@ impl SessionGate {
             Some(Verdict::Active { customer: c, at })
                 if &**c == customer && now.duration_since(*at) < grace
         )
+    }
+
+    /// True if the caller should read `fam` again (no other read of it is under way);
+    /// it then calls [`SessionGate::end_refresh`].
+    pub fn begin_refresh(&self, fam: &str) -> bool {
+        let mut refreshing = self.refreshing.lock();
+        if refreshing.len() >= MAX_CACHED {
+            return false;
+        }
+        refreshing.insert(fam.into())
+    }
+
+    pub fn end_refresh(&self, fam: &str) {
+        self.refreshing.lock().remove(fam);
     }
 
     /// Remembers what `state` says of session `fam` (a read of it, or a durable change).

@@ -106,6 +106,20 @@ fn throttle(node: &Node, ip: std::net::IpAddr) -> Result<(), ApiError> {
     })
 }
 
+/// Tells this node's session gate what a session's entity just answered.
+fn learn_session(
+    node: &Node,
+    family: &str,
+    state: &ecommesh_actors::entities::session::SessionState,
+) {
+    node.auth.sessions.learn(
+        family,
+        state,
+        ecommesh_persistence::now_ms(),
+        Instant::now(),
+    );
+}
+
 /// Starts a refresh-token family for the customer and issues its first tokens.
 async fn start_session(
     node: &Node,
@@ -120,7 +134,9 @@ async fn start_session(
         token: jti.clone(),
         expires_at_ms,
     };
-    node.sessions.execute(family.clone(), start, None).await?;
+    let started = node.sessions.execute(family.clone(), start, None).await?;
+    // This node knows the session stands: its tokens need no read of it here.
+    learn_session(node, &family, &started.state);
     Ok(issue(node, id, customer, &family, &jti))
 }
 
@@ -264,6 +280,7 @@ pub async fn refresh(
         .execute(claims.fam.clone(), rotate, None)
         .await
         .map_err(|_| invalid())?;
+    learn_session(&node, &claims.fam, &session.state);
     if !session.state.accepts(&next, now) || session.state.customer_id != claims.sub {
         return Err(invalid());
     }
