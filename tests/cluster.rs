@@ -120,7 +120,11 @@ impl TestCluster {
             Duration::from_secs(120),
             "the node change to finish",
             || {
-                let s = self.try_status(asking).unwrap();
+                // A status needs a sign-in, which is a write: it may meet a shard that is
+                // moving right now (503), and is asked again.
+                let Some(s) = self.try_status(asking) else {
+                    return false;
+                };
                 if let Some(last) = s["last_change"].as_str() {
                     assert!(last.ends_with("done"), "{last}");
                     return s["change"].is_null();
@@ -167,6 +171,11 @@ impl TestCluster {
             .send()
             .ok()?;
         if r.status() != 200 {
+            eprintln!(
+                "admin login: {} {}",
+                r.status(),
+                r.text().unwrap_or_default()
+            );
             return None;
         }
         r.json::<Value>().ok()?["access_token"]
@@ -175,13 +184,24 @@ impl TestCluster {
     }
 
     fn try_status(&self, i: usize) -> Option<Value> {
-        let token = self.admin(i)?;
+        let Some(token) = self.admin(i) else {
+            eprintln!("cluster status: the admin login failed on node {i}");
+            return None;
+        };
         let r = client()
             .get(self.node(i).url("/api/v1/admin/cluster"))
             .bearer_auth(token)
             .send()
             .ok()?;
-        (r.status() == 200).then(|| r.json().unwrap())
+        if r.status() != 200 {
+            eprintln!(
+                "cluster status: {} {}",
+                r.status(),
+                r.text().unwrap_or_default()
+            );
+            return None;
+        }
+        Some(r.json().unwrap())
     }
 
     /// The node (0-based) leading the shard of `product`, as node `asking` sees it.
