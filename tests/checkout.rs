@@ -5,23 +5,13 @@ mod common;
 
 use std::sync::{Arc, Barrier};
 
-use common::{client, temp, Node};
+use common::{client, Node};
 use serde_json::{json, Value};
 
 use common::{address, available, checkout};
 
 fn setup(extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Node, String) {
-    let (tmp, data) = temp();
-    let mut args = vec!["--no-demo"];
-    args.extend_from_slice(extra);
-    let node = common::start_with_admin(&data, &args);
-    let admin = common::login(
-        &client(),
-        &node,
-        common::ADMIN_EMAIL,
-        common::ADMIN_PASSWORD,
-    );
-    (tmp, data, node, admin)
+    common::shop_with_admin(extra)
 }
 
 #[test]

@@ -464,16 +464,7 @@ fn revoked_access_token_is_refused_at_once() {
 
 /// A node with an admin, and the admin's token.
 fn shop(extra: &[&str]) -> (tempfile::TempDir, Node, String) {
-    let (dir, data) = temp();
-    let mut args = vec!["--no-demo"];
-    args.extend_from_slice(extra);
-    let node = common::start_with_admin(&data, &args);
-    let admin = common::login(
-        &client(),
-        &node,
-        common::ADMIN_EMAIL,
-        common::ADMIN_PASSWORD,
-    );
+    let (dir, _data, node, admin) = common::shop_with_admin(extra);
     (dir, node, admin)
 }
 

@@ -320,3 +320,13 @@ pub fn available(http: &reqwest::blocking::Client, node: &Node, product: &str) -
         .unwrap();
     p["stock"]["available"].as_u64().unwrap()
 }
+
+/// A node (no demo catalog, `extra` flags) with the test admin, and the admin's token.
+pub fn shop_with_admin(extra: &[&str]) -> (tempfile::TempDir, PathBuf, Node, String) {
+    let (tmp, data) = temp();
+    let mut args = vec!["--no-demo"];
+    args.extend_from_slice(extra);
+    let node = start_with_admin(&data, &args);
+    let admin = login(&client(), &node, ADMIN_EMAIL, ADMIN_PASSWORD);
+    (tmp, data, node, admin)
+}
