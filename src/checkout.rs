@@ -30,12 +30,13 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use ecommesh_actors::entities::order::{
+use ecommesh_actors::EntityError;
+use ecommesh_commerce::order::{
     Address, CheckoutDetails, OrderCommand, OrderLine, OrderState, OrderStatus,
 };
-use ecommesh_actors::entities::payment::{Outcome, PaymentCommand};
-use ecommesh_actors::entities::product::{ProductCommand, ProductRejection};
-use ecommesh_actors::{EntityError, Money};
+use ecommesh_commerce::payment::{Outcome, PaymentCommand};
+use ecommesh_commerce::product::{ProductCommand, ProductRejection};
+use ecommesh_commerce::Money;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -45,7 +46,7 @@ use crate::http::errors::ApiError;
 use crate::http::json::Json;
 use crate::http::orders::{order_view, order_view_with};
 use crate::node::Node;
-use crate::payments::ProviderError;
+use ecommesh_commerce::payment::provider::ProviderError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/checkout", web::post().to(checkout));
@@ -102,13 +103,7 @@ pub struct CheckoutRequest {
     pub shipping_address: AddressInput,
 }
 
-/// The order id of a checkout: one per customer and idempotency key.
-pub fn order_id(customer: &str, key: &str) -> String {
-    format!(
-        "o_{}",
-        &hex::encode(Sha256::digest(format!("order:{customer}:{key}")))[..20]
-    )
-}
+use ecommesh_commerce::ids::order_id;
 
 fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
     let key = req
@@ -258,7 +253,7 @@ impl Drop for CheckoutSlot {
 }
 
 fn storage(e: ecommesh_persistence::StoreError) -> ApiError {
-    EntityError::<ecommesh_actors::entities::order::OrderRejection>::Storage(e).into()
+    EntityError::<ecommesh_commerce::order::OrderRejection>::Storage(e).into()
 }
 
 /// Answers a retry: the same key with the same body gets the first attempt's outcome.
@@ -376,9 +371,7 @@ impl Saga<'_> {
             .await
         {
             Ok(reply) => reply.state,
-            Err(EntityError::Rejected(
-                ecommesh_actors::entities::order::OrderRejection::AlreadyPlaced,
-            )) => {
+            Err(EntityError::Rejected(ecommesh_commerce::order::OrderRejection::AlreadyPlaced)) => {
                 // An earlier attempt, or a concurrent duplicate that runs the saga now,
                 // placed it first: answer what it ends with. We hold nothing.
                 let order = node.orders.read(self.id.to_owned()).await?.state;
@@ -504,7 +497,7 @@ impl Saga<'_> {
         {
             Ok(paid) => paid,
             Err(EntityError::Rejected(
-                ecommesh_actors::entities::order::OrderRejection::IllegalTransition { .. },
+                ecommesh_commerce::order::OrderRejection::IllegalTransition { .. },
             )) => {
                 // Cancelled while we were charging: undo the sale and the charge.
                 let order = self
@@ -522,7 +515,7 @@ impl Saga<'_> {
                 .carts
                 .execute_unsynced(
                     self.customer.to_owned(),
-                    ecommesh_actors::entities::cart::CartCommand::Clear,
+                    ecommesh_commerce::cart::CartCommand::Clear,
                     Some(cart.seq),
                 )
                 .await;
@@ -543,7 +536,7 @@ impl Saga<'_> {
         &self,
     ) -> Result<
         (
-            ecommesh_actors::Reply<Arc<ecommesh_actors::entities::cart::CartState>>,
+            ecommesh_actors::Reply<Arc<ecommesh_commerce::cart::CartState>>,
             Vec<Reserved>,
         ),
         ApiError,

@@ -723,8 +723,8 @@ impl Config {
         }))
     }
 
-    pub fn shop_currency(&self) -> anyhow::Result<ecommesh_actors::Currency> {
-        ecommesh_actors::Currency::parse(&self.currency).ok_or_else(|| {
+    pub fn shop_currency(&self) -> anyhow::Result<ecommesh_commerce::Currency> {
+        ecommesh_commerce::Currency::parse(&self.currency).ok_or_else(|| {
             anyhow::anyhow!("invalid configuration: `currency` must be a 3-letter ISO 4217 code such as USD, got {:?}", self.currency)
         })
     }

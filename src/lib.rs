@@ -14,7 +14,6 @@ pub mod http;
 pub mod live;
 pub mod node;
 pub mod order_book;
-pub mod payments;
 pub mod projection;
 pub mod recovery;
 pub mod telemetry;

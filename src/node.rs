@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::{anyhow, Context};
-use ecommesh_actors::entities::{Cart, Customer, Order, Payment, Product, Session};
 use ecommesh_actors::Runtime;
+use ecommesh_commerce::{Cart, Customer, Order, Payment, Product, Session};
 use ecommesh_persistence::{Engine, EventStore, StoreError, StoreOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -25,7 +25,7 @@ use crate::cluster::router::Entities;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::http;
-use ecommesh_actors::Currency;
+use ecommesh_commerce::Currency;
 
 /// What request handlers share: the entity registries and the node's status.
 pub struct Node {
@@ -37,7 +37,7 @@ pub struct Node {
     pub payments: Entities<Payment>,
     /// This node's part of the cluster; None on a single node.
     pub cluster: Option<Arc<Cluster>>,
-    pub payment_provider: Box<dyn crate::payments::PaymentProvider>,
+    pub payment_provider: Box<dyn ecommesh_commerce::payment::provider::PaymentProvider>,
     /// How long checkout holds stock before an unfinished saga's hold expires.
     pub reservation_ttl: std::time::Duration,
     pub auth: Auth,
@@ -112,7 +112,7 @@ impl Node {
                 runtime.observed_registry(Some({
                     let gate = auth.sessions.clone();
                     Arc::new(
-                        move |c: ecommesh_actors::Committed<ecommesh_actors::entities::Session>| {
+                        move |c: ecommesh_actors::Committed<ecommesh_commerce::Session>| {
                             gate.learn(
                                 &c.id,
                                 &c.state,
@@ -125,7 +125,9 @@ impl Node {
                 cluster.clone(),
             ),
             payments: Entities::new(runtime.registry(), cluster.clone()),
-            payment_provider: Box::new(crate::payments::TestPaymentProvider::default()),
+            payment_provider: Box::new(
+                ecommesh_commerce::payment::provider::TestPaymentProvider::default(),
+            ),
             reservation_ttl: std::time::Duration::from_secs(900),
             auth,
             catalog: Arc::new(Catalog::new(runtime.store().shard_count())),
@@ -222,8 +224,8 @@ impl Node {
 
 /// A product's state as a read of it answers.
 pub type ProductRead = Result<
-    ecommesh_actors::Reply<Arc<ecommesh_actors::entities::product::ProductState>>,
-    ecommesh_actors::EntityError<ecommesh_actors::entities::product::ProductRejection>,
+    ecommesh_actors::Reply<Arc<ecommesh_commerce::product::ProductState>>,
+    ecommesh_actors::EntityError<ecommesh_commerce::product::ProductRejection>,
 >;
 
 /// How long a node that does not lead a product's shard shows what it last heard of the
@@ -546,8 +548,8 @@ async fn serve(
     node.live_settings = config.live();
     node.max_pending_checkouts = config.max_pending_checkouts;
     node.metrics_apart = !config.metrics_listen.is_empty();
-    node.reserved_admin =
-        (!config.admin_email.is_empty()).then(|| crate::auth::customer_id(&config.admin_email));
+    node.reserved_admin = (!config.admin_email.is_empty())
+        .then(|| ecommesh_commerce::ids::customer_id(&config.admin_email));
     node.client_ip = crate::http::client_ip::ClientIp::parse(&config.trusted_proxies)
         .map_err(|e| anyhow!("invalid configuration: {e}"))?;
     let node = web::Data::new(node);

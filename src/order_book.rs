@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use ecommesh_actors::entities::order::{Order, OrderState, OrderStatus};
 use ecommesh_actors::entity::decode_event;
-use ecommesh_actors::{Entity, Money};
+use ecommesh_actors::Entity;
+use ecommesh_commerce::order::{Order, OrderState, OrderStatus};
+use ecommesh_commerce::Money;
 use ecommesh_persistence::EventEnvelope;
 
 use crate::projection::ReadModel;
@@ -95,7 +96,7 @@ impl OrderBook {
         &self,
         since_ms: u64,
         top: usize,
-        currency: ecommesh_actors::Currency,
+        currency: ecommesh_commerce::Currency,
     ) -> Result<(Summary, Money), RevenueOverflow> {
         let mut s = Summary::default();
         let mut units: BTreeMap<&str, u64> = BTreeMap::new();
@@ -131,9 +132,9 @@ pub struct RevenueOverflow;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ecommesh_actors::entities::order::{OrderEvent, OrderLine};
     use ecommesh_actors::entity::encode_event;
-    use ecommesh_actors::Currency;
+    use ecommesh_commerce::order::{OrderEvent, OrderLine};
+    use ecommesh_commerce::Currency;
 
     fn feed(book: &mut OrderBook, id: &str, seq: u64, e: OrderEvent) {
         let env = EventEnvelope::new(

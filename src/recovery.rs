@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use ecommesh_actors::entities::order::{OrderCommand, OrderStatus};
-use ecommesh_actors::entities::payment::{Outcome, PaymentCommand};
-use ecommesh_actors::entities::product::{ProductCommand, ProductRejection};
 use ecommesh_actors::EntityError;
+use ecommesh_commerce::order::{OrderCommand, OrderStatus};
+use ecommesh_commerce::payment::{Outcome, PaymentCommand};
+use ecommesh_commerce::product::{ProductCommand, ProductRejection};
 
 use crate::node::Node;
 

@@ -478,7 +478,7 @@ fn order_id_of(http: &reqwest::blocking::Client, node: &Node, token: &str, key: 
         .unwrap()
         .json()
         .unwrap();
-    ecommesh::checkout::order_id(me["id"].as_str().unwrap(), key)
+    ecommesh_commerce::ids::order_id(me["id"].as_str().unwrap(), key)
 }
 
 fn cancel(http: &reqwest::blocking::Client, node: &Node, token: &str, id: &str) -> u16 {

@@ -1,5 +1,6 @@
-//! The entity runtime of EcomMesh: every cart, product, order and customer is an
-//! event-sourced entity with a single writer, hosted by the actor of its shard.
+//! The entity runtime of EcomMesh, generic over what the entities are (the commerce
+//! entities live in `ecommesh-commerce`): every entity is event-sourced with a single
+//! writer, hosted by the actor of its shard.
 //!
 //! - [`entity::Entity`] is the pure part of an entity: `handle` (decide which events a
 //!   command produces) and `apply` (evolve the state by one event). No IO.
@@ -14,11 +15,9 @@
 //! [`journal::Journal`] (the local store and group commit, or a cluster's consensus group),
 //! wait until they are durable, reply. Nothing is acknowledged before it is durable.
 
-pub mod entities;
 pub mod entity;
 pub mod error;
 pub mod journal;
-pub mod money;
 pub mod recovery;
 pub mod registry;
 pub mod shard;
@@ -27,6 +26,5 @@ pub mod supervisor;
 pub use entity::{Entity, Rejection, RejectionKind};
 pub use error::EntityError;
 pub use journal::{AppendDone, Flushed, Journal, LocalJournal, Ticket};
-pub use money::{Currency, Money};
 pub use registry::{Registry, Runtime, RuntimeConfig};
 pub use shard::{Committed, Observer, Reply};

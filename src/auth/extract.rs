@@ -92,7 +92,7 @@ async fn read_session(
     fam: &str,
 ) -> Result<
     (
-        std::sync::Arc<ecommesh_actors::entities::session::SessionState>,
+        std::sync::Arc<ecommesh_commerce::session::SessionState>,
         Standing,
     ),
     ApiError,

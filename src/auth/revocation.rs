@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ecommesh_actors::entities::session::SessionState;
+use ecommesh_commerce::session::SessionState;
 use parking_lot::RwLock;
 
 /// The most sessions remembered; past it the cache starts over (a miss only costs a read).

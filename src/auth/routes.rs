@@ -4,19 +4,18 @@ use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use ecommesh_actors::entities::customer::{
-    CustomerCommand, CustomerRejection, CustomerState, Role,
-};
-use ecommesh_actors::entities::session::SessionCommand;
 use ecommesh_actors::EntityError;
+use ecommesh_commerce::customer::{CustomerCommand, CustomerRejection, CustomerState, Role};
+use ecommesh_commerce::session::SessionCommand;
 use serde::{Deserialize, Serialize};
 
 use super::extract::Caller;
+use super::passwords;
 use super::tokens::random_id;
-use super::{customer_id, passwords};
 use crate::http::errors::ApiError;
 use crate::http::json::Json;
 use crate::node::Node;
+use ecommesh_commerce::ids::customer_id;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/register", web::post().to(register))
@@ -107,11 +106,7 @@ fn throttle(node: &Node, ip: std::net::IpAddr) -> Result<(), ApiError> {
 }
 
 /// Tells this node's session gate what a session's entity just answered.
-fn learn_session(
-    node: &Node,
-    family: &str,
-    state: &ecommesh_actors::entities::session::SessionState,
-) {
+fn learn_session(node: &Node, family: &str, state: &ecommesh_commerce::session::SessionState) {
     node.auth.sessions.learn(
         family,
         state,

@@ -13,12 +13,12 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ecommesh_actors::entities::cart::{Cart, CartCommand, CartEvent};
 use ecommesh_actors::entity::encode_event;
 use ecommesh_actors::recovery::{recover, snapshot};
 use ecommesh_actors::registry::shard_for;
 use ecommesh_actors::shard::store_key;
 use ecommesh_actors::{Entity, Runtime, RuntimeConfig};
+use ecommesh_commerce::cart::{Cart, CartCommand, CartEvent};
 use ecommesh_persistence::{open_store, Engine, EventStore, StoreOptions};
 use hdrhistogram::Histogram;
 use serde::Serialize;

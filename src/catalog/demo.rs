@@ -2,8 +2,9 @@
 //! the same on every machine (generated from fixed word lists and a fixed-seed generator),
 //! so that docs, screenshots and tests can name them.
 
-use ecommesh_actors::entities::product::{ProductCommand, ProductDetails};
-use ecommesh_actors::{Currency, EntityError, Money};
+use ecommesh_actors::EntityError;
+use ecommesh_commerce::product::{ProductCommand, ProductDetails};
+use ecommesh_commerce::{Currency, Money};
 
 use crate::node::Node;
 
@@ -129,7 +130,7 @@ pub async fn seed(node: &Node) -> anyhow::Result<usize> {
     for wave in products().chunks(64) {
         let mut pending = Vec::new();
         for (details, stock) in wave {
-            let id = super::super::http::products::product_id(&details.sku);
+            let id = ecommesh_commerce::ids::product_id(&details.sku);
             let cmd = ProductCommand::Create {
                 details: details.clone(),
                 initial_stock: *stock,

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use ecommesh_actors::entities::cart::{CartCommand, CartRejection, CartState};
-use ecommesh_actors::{EntityError, Money, Reply};
+use ecommesh_actors::{EntityError, Reply};
+use ecommesh_commerce::cart::{CartCommand, CartRejection, CartState};
+use ecommesh_commerce::Money;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 

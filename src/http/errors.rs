@@ -274,7 +274,7 @@ mod tests {
     use std::time::Duration;
 
     use actix_web::body::MessageBody;
-    use ecommesh_actors::entities::cart::CartRejection;
+    use ecommesh_commerce::cart::CartRejection;
     use ecommesh_persistence::StoreError;
 
     use super::*;

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use ecommesh_actors::entities::order::{OrderCommand, OrderRejection, OrderState, OrderStatus};
-use ecommesh_actors::entities::payment::{PaymentCommand, PaymentState};
-use ecommesh_actors::entities::product::ProductCommand;
 use ecommesh_actors::EntityError;
+use ecommesh_commerce::order::{OrderCommand, OrderRejection, OrderState, OrderStatus};
+use ecommesh_commerce::payment::{PaymentCommand, PaymentState};
+use ecommesh_commerce::product::ProductCommand;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::extract::{Admin, Caller};
@@ -92,7 +92,7 @@ fn page_of(
             status: o.status,
             total: MoneyJson::from_money(
                 o.total
-                    .unwrap_or(ecommesh_actors::Money::new(0, node.currency)),
+                    .unwrap_or(ecommesh_commerce::Money::new(0, node.currency)),
             ),
             items: o.lines.iter().map(|l| l.quantity as u64).sum(),
             created_at: rfc3339(o.placed_at_ms),
@@ -319,16 +319,16 @@ pub async fn order_view_with(
 ) -> Result<OrderView, ApiError> {
     let total = o
         .total
-        .unwrap_or(ecommesh_actors::Money::new(0, node.currency));
+        .unwrap_or(ecommesh_commerce::Money::new(0, node.currency));
     let payment = p.amount.map(|_| PaymentView {
         provider: p.provider.clone(),
         status: match (&p.outcome, p.refunded) {
-            (Some(ecommesh_actors::entities::payment::Outcome::Declined { .. }), _) => "declined",
+            (Some(ecommesh_commerce::payment::Outcome::Declined { .. }), _) => "declined",
             (_, r) if r > 0 => "refunded",
             _ => "charged",
         },
         charge_id: p.charge_id().map(str::to_owned),
-        refunded: MoneyJson::from_money(ecommesh_actors::Money::new(p.refunded, total.currency)),
+        refunded: MoneyJson::from_money(ecommesh_commerce::Money::new(p.refunded, total.currency)),
     });
     let mut lines = Vec::with_capacity(o.lines.len());
     for l in &o.lines {

@@ -5,12 +5,10 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use ecommesh_actors::entities::product::{
-    ProductCommand, ProductDetails, ProductPatch, ProductState,
-};
-use ecommesh_actors::{Currency, EntityError, Money};
+use ecommesh_actors::EntityError;
+use ecommesh_commerce::product::{ProductCommand, ProductDetails, ProductPatch, ProductState};
+use ecommesh_commerce::{Currency, Money};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::auth::extract::{Admin, Caller};
 use crate::catalog::{Query, Sort};
@@ -29,12 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/products/{id}/restock", web::post().to(restock));
 }
 
-/// The product id of a SKU. Deriving it makes the product entity the single writer that
-/// keeps SKUs unique. SKUs are compared case-insensitively.
-pub fn product_id(sku: &str) -> String {
-    let digest = Sha256::digest(format!("ecommesh-product:{}", sku.trim().to_lowercase()));
-    format!("p_{}", &hex::encode(digest)[..20])
-}
+use ecommesh_commerce::ids::product_id;
 
 /// Money on the wire: integer minor units and an ISO 4217 code.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -305,13 +298,13 @@ pub async fn create(
         .execute(id.clone(), cmd, None)
         .await
         .map_err(|e| match e {
-            EntityError::Rejected(
-                ecommesh_actors::entities::product::ProductRejection::AlreadyExists,
-            ) => ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "a product with this SKU exists already",
-            ),
+            EntityError::Rejected(ecommesh_commerce::product::ProductRejection::AlreadyExists) => {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "a product with this SKU exists already",
+                )
+            }
             e => e.into(),
         })?;
     let v = view(&id, &reply.state, ecommesh_persistence::now_ms()).expect("created");

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use actix_web::web;
-use ecommesh_actors::entities::order::{OrderEvent, OrderState};
-use ecommesh_actors::entities::product::ProductEvent;
-use ecommesh_actors::entities::{Cart, Order, Product};
-use ecommesh_actors::{Committed, Entity, Money, Reply};
+use ecommesh_actors::{Committed, Entity, Reply};
+use ecommesh_commerce::order::{OrderEvent, OrderState};
+use ecommesh_commerce::product::ProductEvent;
+use ecommesh_commerce::Money;
+use ecommesh_commerce::{Cart, Order, Product};
 use ecommesh_persistence::now_ms;
 use tokio::sync::mpsc;
 

@@ -17,8 +17,9 @@ pub mod socket;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ecommesh_actors::entities::{Cart, Order, Product};
-use ecommesh_actors::{Committed, Currency, Entity, Observer};
+use ecommesh_actors::{Committed, Entity, Observer};
+use ecommesh_commerce::Currency;
+use ecommesh_commerce::{Cart, Order, Product};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use ecommesh_actors::{Currency, Money};
+use ecommesh_commerce::{Currency, Money};
 use serde::Serialize;
 
 use crate::http::products::MoneyJson;

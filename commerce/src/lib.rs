@@ -1,8 +1,17 @@
-//! The commerce entities. Each module holds one entity's commands, events, state and
-//! rules; none does IO.
+//! The commerce domain of EcomMesh, apart from any transport: no HTTP, no actix-web.
+//!
+//! - The entities (cart, product with its stock, order, payment, customer, session):
+//!   each module holds one entity's commands, events, state and rules, pure and tested
+//!   given / when / then; the runtime (`ecommesh-actors`) hosts them.
+//! - [`money`]: integer minor units with a currency, overflow-checked.
+//! - [`ids`]: how ids are derived from what a caller knows (an email, an idempotency key),
+//!   so that retries meet in one entity.
+//! - [`payment::provider`]: the payment provider trait and the test provider.
 
 pub mod cart;
 pub mod customer;
+pub mod ids;
+pub mod money;
 pub mod order;
 pub mod payment;
 pub mod product;
@@ -10,6 +19,7 @@ pub mod session;
 
 pub use cart::Cart;
 pub use customer::Customer;
+pub use money::{Currency, Money};
 pub use order::Order;
 pub use payment::Payment;
 pub use product::Product;
@@ -18,7 +28,7 @@ pub use session::Session;
 /// Given/when/then helpers for entity tests.
 #[cfg(test)]
 pub(crate) mod given {
-    use crate::entity::Entity;
+    use ecommesh_actors::Entity;
 
     /// The state after applying `events` to the default state.
     pub fn state<E: Entity>(events: &[E::Event]) -> E::State {

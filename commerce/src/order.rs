@@ -13,8 +13,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::entity::{Entity, Rejection, RejectionKind};
 use crate::money::Money;
+use ecommesh_actors::{Entity, Rejection, RejectionKind};
 
 pub const MAX_LINES: usize = 100;
 
@@ -563,7 +563,7 @@ impl Entity for Order {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entities::given::{state, when};
+    use crate::given::{state, when};
     use crate::money::Currency;
     use OrderCommand::*;
 
@@ -815,7 +815,7 @@ mod tests {
 #[cfg(test)]
 mod partial_returns {
     use super::*;
-    use crate::entities::given::{state, when};
+    use crate::given::{state, when};
     use crate::money::Currency;
 
     fn delivered() -> Vec<OrderEvent> {

@@ -14,8 +14,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::entity::{Entity, Rejection, RejectionKind};
 use crate::money::Money;
+use ecommesh_actors::{Entity, Rejection, RejectionKind};
 
 /// Largest quantity one restock or one reservation may move.
 pub const MAX_QUANTITY: u64 = 1_000_000_000;
@@ -576,7 +576,7 @@ pub(crate) fn sample_details(sku: &str) -> ProductDetails {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entities::given::{state, when};
+    use crate::given::{state, when};
     use ProductCommand::*;
 
     fn created(stock: u64) -> ProductEvent {

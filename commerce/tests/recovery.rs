@@ -1,12 +1,13 @@
 //! Recovery: snapshot + tail must give exactly the state of a full replay, whatever the
 //! command sequence and snapshot interval (property test), and old events stay readable.
 
-use ecommesh_actors::entities::cart::{Cart, CartCommand};
-use ecommesh_actors::entities::product::{Product, ProductCommand, ProductDetails, ProductState};
 use ecommesh_actors::entity::{decode_event, encode_event};
 use ecommesh_actors::recovery::{recover, snapshot};
 use ecommesh_actors::shard::store_key;
-use ecommesh_actors::{Currency, Entity, Money};
+use ecommesh_actors::Entity;
+use ecommesh_commerce::cart::{Cart, CartCommand};
+use ecommesh_commerce::product::{Product, ProductCommand, ProductDetails, ProductState};
+use ecommesh_commerce::{Currency, Money};
 use ecommesh_persistence::{open_store, EventStore, MemoryStore, StoreOptions};
 use proptest::prelude::*;
 

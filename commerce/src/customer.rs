@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::entity::{Entity, Rejection, RejectionKind};
+use ecommesh_actors::{Entity, Rejection, RejectionKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -245,7 +245,7 @@ impl Entity for Customer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entities::given::{state, when};
+    use crate::given::{state, when};
     use CustomerCommand::*;
 
     fn register(email: &str) -> CustomerCommand {

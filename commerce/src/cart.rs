@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::entity::{Entity, Rejection, RejectionKind};
+use ecommesh_actors::{Entity, Rejection, RejectionKind};
 
 /// The most units of one product in a cart.
 pub const MAX_LINE_QUANTITY: u32 = 999;
@@ -244,7 +244,7 @@ impl Entity for Cart {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entities::given::{state, when};
+    use crate::given::{state, when};
     use CartCommand::*;
 
     fn added(p: &str, q: u32) -> CartEvent {

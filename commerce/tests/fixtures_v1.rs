@@ -7,12 +7,13 @@
 
 use std::collections::BTreeMap;
 
-use ecommesh_actors::entities::cart::{Cart, CartEvent};
-use ecommesh_actors::entities::customer::{Customer, CustomerEvent, Role};
-use ecommesh_actors::entities::order::{Order, OrderEvent, OrderLine, OrderStatus};
-use ecommesh_actors::entities::product::{Product, ProductDetails, ProductEvent, ProductPatch};
 use ecommesh_actors::entity::{decode_event, encode_event};
-use ecommesh_actors::{Currency, Entity, Money};
+use ecommesh_actors::Entity;
+use ecommesh_commerce::cart::{Cart, CartEvent};
+use ecommesh_commerce::customer::{Customer, CustomerEvent, Role};
+use ecommesh_commerce::order::{Order, OrderEvent, OrderLine, OrderStatus};
+use ecommesh_commerce::product::{Product, ProductDetails, ProductEvent, ProductPatch};
+use ecommesh_commerce::{Currency, Money};
 use ecommesh_persistence::EventEnvelope;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1/journal.bin");

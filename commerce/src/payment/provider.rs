@@ -14,8 +14,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use ecommesh_actors::entities::payment::Outcome;
-use ecommesh_actors::Money;
+use super::Outcome;
+use crate::Money;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -85,7 +85,7 @@ impl PaymentProvider for TestPaymentProvider {
             match token {
                 #[cfg(feature = "test-hooks")]
                 "tok_slow" => {
-                    actix_web::rt::time::sleep(std::time::Duration::from_secs(3)).await;
+                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
                     let id = hex::encode(Sha256::digest(format!("test-charge:{key}")));
                     Ok(Outcome::Charged {
                         charge_id: format!("ch_test_{}", &id[..24]),

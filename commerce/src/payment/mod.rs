@@ -8,11 +8,13 @@
 //! so the provider is asked once; a caller that died between the two is finished by
 //! asking the provider again with the same key, which moves the money at most once.
 
+pub mod provider;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::entity::{Entity, Rejection, RejectionKind};
 use crate::money::Money;
+use ecommesh_actors::{Entity, Rejection, RejectionKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
@@ -259,7 +261,7 @@ impl Entity for Payment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entities::given::{state, when};
+    use crate::given::{state, when};
     use crate::money::Currency;
 
     fn usd(c: i64) -> Money {
