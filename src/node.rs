@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::{anyhow, Context};
-use ecommesh_actors::Runtime;
+use ecommesh_actors::{Entities, Router, Runtime};
 use ecommesh_commerce::{Cart, Customer, Order, Payment, Product, Session};
 use ecommesh_persistence::{Engine, EventStore, StoreError, StoreOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -21,7 +21,6 @@ use crate::auth::limiter::LoginLimiter;
 use crate::auth::tokens::{load_secret, Tokens};
 use crate::auth::Auth;
 use crate::catalog::Catalog;
-use crate::cluster::router::Entities;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::http;
@@ -87,6 +86,7 @@ impl Node {
         cluster: Option<Arc<Cluster>>,
     ) -> Self {
         use crate::live::Change;
+        let router = cluster.clone().map(|c| c as Arc<dyn Router>);
         let live = Arc::new(crate::live::Live::new(currency));
         let current_products = Arc::new(crate::catalog::current::CurrentProducts::default());
         let (current, to_live) = (current_products.clone(), live.observer(Change::Product));
@@ -97,17 +97,17 @@ impl Node {
         let node = Node {
             carts: Entities::new(
                 runtime.observed_registry(Some(live.observer(Change::Cart))),
-                cluster.clone(),
+                router.clone(),
             ),
             products: Entities::new(
                 runtime.observed_registry(Some(product_observer)),
-                cluster.clone(),
+                router.clone(),
             ),
             orders: Entities::new(
                 runtime.observed_registry(Some(live.observer(Change::Order))),
-                cluster.clone(),
+                router.clone(),
             ),
-            customers: Entities::new(runtime.registry(), cluster.clone()),
+            customers: Entities::new(runtime.registry(), router.clone()),
             sessions: Entities::new(
                 runtime.observed_registry(Some({
                     let gate = auth.sessions.clone();
@@ -122,9 +122,9 @@ impl Node {
                         },
                     )
                 })),
-                cluster.clone(),
+                router.clone(),
             ),
-            payments: Entities::new(runtime.registry(), cluster.clone()),
+            payments: Entities::new(runtime.registry(), router.clone()),
             payment_provider: Box::new(
                 ecommesh_commerce::payment::provider::TestPaymentProvider::default(),
             ),
@@ -160,7 +160,10 @@ impl Node {
     /// Answers commands other nodes forward here, and drops cached entities of a shard
     /// whenever its lead moves.
     fn join(&self, cluster: &Cluster) {
-        let handlers: std::collections::HashMap<&'static str, crate::cluster::EntityHandler> = [
+        let handlers: std::collections::HashMap<
+            &'static str,
+            ecommesh_actors::routing::ForwardedCalls,
+        > = [
             self.carts.handler(),
             self.products.handler(),
             self.orders.handler(),
@@ -172,7 +175,7 @@ impl Node {
         .collect();
         cluster.serve_entities(Arc::new(move |kind, payload| {
             match handlers.get(kind.as_str()) {
-                Some(h) => h(kind, payload),
+                Some(h) => h(payload),
                 None => Box::pin(async { Vec::new() }),
             }
         }));

@@ -20,6 +20,7 @@ pub mod error;
 pub mod journal;
 pub mod recovery;
 pub mod registry;
+pub mod routing;
 pub mod shard;
 pub mod supervisor;
 
@@ -27,4 +28,5 @@ pub use entity::{Entity, Rejection, RejectionKind};
 pub use error::EntityError;
 pub use journal::{AppendDone, Flushed, Journal, LocalJournal, Ticket};
 pub use registry::{Registry, Runtime, RuntimeConfig};
+pub use routing::{Entities, Router};
 pub use shard::{Committed, Observer, Reply};

@@ -7,7 +7,8 @@
 //!   node's event journal shard), both on the node's one sled store.
 //! - [`transport`] and [`network`]: one TCP link per pair of nodes for all groups.
 //! - [`journal`]: the entity runtime's appends proposed to the shard's group.
-//! - [`router`]: entity commands sent to the shard's leader, here or on another node.
+//! - [`router`]: the cluster as the runtime's router (who leads each shard, and the
+//!   link that carries an entity call there).
 //!
 //! Raft runs on its own tokio runtime (two threads), apart from the HTTP workers and the
 //! shard actors, so that elections and heartbeats keep time when requests pile up.
