@@ -4,19 +4,16 @@
 //! `main.rs` only parses the command line; everything a test needs to boot the same node
 //! lives here.
 
+pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod catalog;
-pub mod checkout;
 pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod live;
-pub mod node;
-pub mod order_book;
-pub mod projection;
-pub mod recovery;
+pub mod server;
 pub mod telemetry;
 
 pub use config::Config;
-pub use node::run;
+pub use server::run;

@@ -74,8 +74,8 @@ fn main() -> ExitCode {
                 }
                 ecommesh::bench::run(&args)
             }
-            Command::Check => ecommesh::node::check(&config),
-            Command::CreateAdmin { email } => ecommesh::node::create_admin(&config, &email),
+            Command::Check => ecommesh::server::check(&config),
+            Command::CreateAdmin { email } => ecommesh::server::create_admin(&config, &email),
             Command::Cluster(c) => {
                 let (email, password) = (&config.admin_email, &config.admin_password);
                 match c {

@@ -156,9 +156,24 @@ impl<E: Entity> Entities<E> {
         self.router.as_ref().is_none_or(|r| r.serves(shard))
     }
 
-    /// True in a cluster, where a shard may be led by another node.
-    pub fn clustered(&self) -> bool {
-        self.router.is_some()
+    /// True when this node leads the shard of entity `id` and a quorum still says so
+    /// (always, on a single node, where no shard is hashed for it): only then has it seen
+    /// every change of the entity.
+    pub async fn confirmed_lead_of(&self, id: &str) -> bool {
+        match &self.router {
+            None => true,
+            Some(r) => {
+                let shard = self.shard_of(id);
+                r.serves(shard) && r.confirm_lead(shard).await
+            }
+        }
+    }
+
+    /// True when another node leads the shard of entity `id` (never, on a single node).
+    pub fn led_elsewhere(&self, id: &str) -> bool {
+        self.router
+            .as_ref()
+            .is_some_and(|r| !r.serves(self.shard_of(id)))
     }
 
     /// Runs `command` on entity `id`; resolves once its events are durable (committed by

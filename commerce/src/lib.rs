@@ -7,15 +7,23 @@
 //! - [`ids`]: how ids are derived from what a caller knows (an email, an idempotency key),
 //!   so that retries meet in one entity.
 //! - [`payment::provider`]: the payment provider trait and the test provider.
+//! - [`Shop`]: the entities wherever their shards are led, and what the workflows share.
+//! - [`workflow`]: checkout, settle and cancel, the reconciler: steps with compensations.
+//! - Read models, projections of the journal ([`projection`]): the catalog index and the
+//!   current products ([`catalog`]), the order book ([`order::book`]).
 
 pub mod cart;
+pub mod catalog;
 pub mod customer;
 pub mod ids;
 pub mod money;
 pub mod order;
 pub mod payment;
 pub mod product;
+pub mod projection;
 pub mod session;
+pub mod shop;
+pub mod workflow;
 
 pub use cart::Cart;
 pub use customer::Customer;
@@ -24,6 +32,7 @@ pub use order::Order;
 pub use payment::Payment;
 pub use product::Product;
 pub use session::Session;
+pub use shop::Shop;
 
 /// Given/when/then helpers for entity tests.
 #[cfg(test)]

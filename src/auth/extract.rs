@@ -7,8 +7,8 @@ use futures_util::future::LocalBoxFuture;
 
 use super::revocation::Standing;
 
+use crate::app::AppState;
 use crate::http::errors::ApiError;
-use crate::node::Node;
 
 /// A signed-in caller, from a valid access token.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ impl Caller {
 
 /// The caller of a bearer token: signature, expiry and type checked, then its session,
 /// so that a token of a session that was logged out or revoked is refused at once.
-async fn caller(node: web::Data<Node>, header: Option<String>) -> Result<Caller, ApiError> {
+async fn caller(node: web::Data<AppState>, header: Option<String>) -> Result<Caller, ApiError> {
     let header = header
         .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <access token>"))?;
     let token = header.strip_prefix("Bearer ").ok_or_else(|| {
@@ -59,7 +59,7 @@ const STALE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 /// session is read again in the background: a request never waits on the session's
 /// shard for a session this node knows, even while that shard elects a leader.
 pub async fn session_stands(
-    node: &web::Data<Node>,
+    node: &web::Data<AppState>,
     fam: &str,
     customer: &str,
 ) -> Result<bool, ApiError> {
@@ -88,7 +88,7 @@ pub async fn session_stands(
 /// Reads session `fam` from its entity and tells the gate; returns what it read and the
 /// standing it gives.
 async fn read_session(
-    node: &Node,
+    node: &AppState,
     fam: &str,
 ) -> Result<
     (
@@ -97,7 +97,7 @@ async fn read_session(
     ),
     ApiError,
 > {
-    let read = node.sessions.read(fam.to_owned()).await?;
+    let read = node.shop.sessions.read(fam.to_owned()).await?;
     let standing = node.auth.sessions.learn(
         fam,
         &read.state,
@@ -107,9 +107,9 @@ async fn read_session(
     Ok((read.state, standing))
 }
 
-fn parts(req: &HttpRequest) -> (web::Data<Node>, Option<String>) {
+fn parts(req: &HttpRequest) -> (web::Data<AppState>, Option<String>) {
     let node = req
-        .app_data::<web::Data<Node>>()
+        .app_data::<web::Data<AppState>>()
         .expect("node data is registered")
         .clone();
     let header = req

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::extract::Caller;
 use super::passwords;
 use super::tokens::random_id;
+use crate::app::AppState;
 use crate::http::errors::ApiError;
 use crate::http::json::Json;
-use crate::node::Node;
 use ecommesh_commerce::ids::customer_id;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -85,7 +85,7 @@ fn role_name(role: Role) -> &'static str {
 /// Runs password work through the node's bounded hasher: 503 `busy` when every slot
 /// stayed taken for the whole wait.
 async fn hashed<T: Send + 'static>(
-    node: &Node,
+    node: &AppState,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     node.auth.hasher.run(f).await.map_err(|_| {
@@ -95,7 +95,7 @@ async fn hashed<T: Send + 'static>(
 }
 
 /// Takes a token from the client address's `/auth/*` bucket: 429 when it has none.
-fn throttle(node: &Node, ip: std::net::IpAddr) -> Result<(), ApiError> {
+fn throttle(node: &AppState, ip: std::net::IpAddr) -> Result<(), ApiError> {
     node.auth.buckets.take(ip, Instant::now()).map_err(|wait| {
         metrics::counter!("ecommesh_auth_refused_total", "reason" => "address_rate").increment(1);
         ApiError::rate_limited(
@@ -106,7 +106,7 @@ fn throttle(node: &Node, ip: std::net::IpAddr) -> Result<(), ApiError> {
 }
 
 /// Tells this node's session gate what a session's entity just answered.
-fn learn_session(node: &Node, family: &str, state: &ecommesh_commerce::session::SessionState) {
+fn learn_session(node: &AppState, family: &str, state: &ecommesh_commerce::session::SessionState) {
     node.auth.sessions.learn(
         family,
         state,
@@ -117,7 +117,7 @@ fn learn_session(node: &Node, family: &str, state: &ecommesh_commerce::session::
 
 /// Starts a refresh-token family for the customer and issues its first tokens.
 async fn start_session(
-    node: &Node,
+    node: &AppState,
     id: String,
     customer: &CustomerState,
 ) -> Result<Session, ApiError> {
@@ -129,14 +129,18 @@ async fn start_session(
         token: jti.clone(),
         expires_at_ms,
     };
-    let started = node.sessions.execute(family.clone(), start, None).await?;
+    let started = node
+        .shop
+        .sessions
+        .execute(family.clone(), start, None)
+        .await?;
     // This node knows the session stands: its tokens need no read of it here.
     learn_session(node, &family, &started.state);
     Ok(issue(node, id, customer, &family, &jti))
 }
 
 fn issue(
-    node: &Node,
+    node: &AppState,
     id: String,
     customer: &CustomerState,
     family: &str,
@@ -156,7 +160,7 @@ fn issue(
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = Register, responses((status = 201, description = "Account created and signed in", body = Session), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn register(
     req: HttpRequest,
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     body: Json<Register>,
 ) -> Result<HttpResponse, ApiError> {
     throttle(&node, node.client_ip.of(&req))?;
@@ -188,6 +192,7 @@ pub async fn register(
         role: Role::Customer,
     };
     let reply = node
+        .shop
         .customers
         .execute(id.clone(), cmd, None)
         .await
@@ -202,7 +207,7 @@ pub async fn register(
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Login, responses((status = 200, description = "Signed in", body = Session), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn login(
     req: HttpRequest,
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     body: Json<Login>,
 ) -> Result<HttpResponse, ApiError> {
     let ip = node.client_ip.of(&req);
@@ -219,7 +224,7 @@ pub async fn login(
             wait.as_secs_f64().ceil() as u64,
         ));
     }
-    let customer = node.customers.read(id.clone()).await?.state;
+    let customer = node.shop.customers.read(id.clone()).await?.state;
     // Unknown accounts cost the same hash check as wrong passwords: no user enumeration.
     let hash = if customer.registered {
         customer.password_hash.clone()
@@ -251,7 +256,7 @@ pub async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = Refresh, responses((status = 200, description = "A new token pair; the old refresh token is spent", body = Session), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn refresh(
     req: HttpRequest,
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     body: Json<Refresh>,
 ) -> Result<HttpResponse, ApiError> {
     throttle(&node, node.client_ip.of(&req))?;
@@ -271,6 +276,7 @@ pub async fn refresh(
         expires_at_ms: now + node.auth.tokens.refresh_ttl.as_millis() as u64,
     };
     let session = node
+        .shop
         .sessions
         .execute(claims.fam.clone(), rotate, None)
         .await
@@ -279,7 +285,7 @@ pub async fn refresh(
     if !session.state.accepts(&next, now) || session.state.customer_id != claims.sub {
         return Err(invalid());
     }
-    let customer = node.customers.read(claims.sub.clone()).await?.state;
+    let customer = node.shop.customers.read(claims.sub.clone()).await?.state;
     if !customer.registered || !customer.active {
         return Err(invalid());
     }
@@ -289,17 +295,20 @@ pub async fn refresh(
 /// Ends the caller's session: its refresh tokens stop working at once. Access tokens
 /// already issued expire on their own (they are short-lived).
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])), responses((status = 204, description = "The session is ended"), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
-pub async fn logout(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn logout(node: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let revoke = SessionCommand::Revoke {
         reason: "logout".into(),
     };
-    node.sessions.execute(caller.session, revoke, None).await?;
+    node.shop
+        .sessions
+        .execute(caller.session, revoke, None)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])), responses((status = 200, description = "The caller's account", body = User), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
-pub async fn me(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let customer = node.customers.read(caller.id.clone()).await?.state;
+pub async fn me(node: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let customer = node.shop.customers.read(caller.id.clone()).await?.state;
     if !customer.registered {
         return Err(ApiError::unauthorized(
             "the account of this token no longer exists",
@@ -327,7 +336,7 @@ pub enum AdminError {
 /// registered the email otherwise keeps a customer account). Used at start
 /// (ECOMMESH_ADMIN_*), before HTTP serves, and by `ecommesh create-admin`.
 pub async fn ensure_admin(
-    node: &Node,
+    node: &AppState,
     email: &str,
     password: &str,
 ) -> Result<&'static str, AdminError> {
@@ -337,6 +346,7 @@ pub async fn ensure_admin(
     let unavailable = |e: &dyn std::fmt::Display| AdminError::Unavailable(e.to_string());
     let id = customer_id(email);
     let existing = node
+        .shop
         .customers
         .read(id.clone())
         .await
@@ -357,7 +367,8 @@ pub async fn ensure_admin(
             return Err(AdminError::NotTheOwner(email.to_owned()));
         }
         let cmd = CustomerCommand::SetRole { role: Role::Admin };
-        node.customers
+        node.shop
+            .customers
             .execute(id, cmd, None)
             .await
             .map_err(|e| unavailable(&e))?;
@@ -376,7 +387,8 @@ pub async fn ensure_admin(
         password_hash,
         role: Role::Admin,
     };
-    node.customers
+    node.shop
+        .customers
         .execute(id, cmd, None)
         .await
         .map_err(|e| AdminError::Unavailable(format!("cannot create the admin: {e}")))?;

@@ -6,7 +6,7 @@ use ecommesh_actors::EntityError;
 use ecommesh_commerce::product::{ProductCommand, ProductDetails};
 use ecommesh_commerce::{Currency, Money};
 
-use crate::node::Node;
+use crate::app::AppState;
 
 const CATEGORIES: &[(&str, &[&str])] = &[
     (
@@ -125,7 +125,7 @@ pub fn products() -> Vec<(ProductDetails, u64)> {
 
 /// Creates the demo products (each through its product entity, durably). Products that
 /// exist already are left alone, so a seed interrupted by a crash completes on the next start.
-pub async fn seed(node: &Node) -> anyhow::Result<usize> {
+pub async fn seed(node: &AppState) -> anyhow::Result<usize> {
     let mut created = 0;
     for wave in products().chunks(64) {
         let mut pending = Vec::new();
@@ -135,7 +135,7 @@ pub async fn seed(node: &Node) -> anyhow::Result<usize> {
                 details: details.clone(),
                 initial_stock: *stock,
             };
-            let products = node.products.clone();
+            let products = node.shop.products.clone();
             pending.push(actix_web::rt::spawn(async move {
                 products.execute(id, cmd, None).await
             }));

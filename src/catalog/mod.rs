@@ -1,17 +1,11 @@
-//! The catalog: its read model (search, filters, facets) and the demo data set.
+//! The catalog as the node shows it: product names for views, and the demo data set.
+//! (The catalog's read models live in `ecommesh_commerce::catalog`.)
 
-pub mod current;
 pub mod demo;
-pub mod index;
-
-pub use index::{CatalogIndex, Query, Sort};
-
-/// The catalog projection, as the node holds it.
-pub type Catalog = crate::projection::Projection<CatalogIndex>;
 
 /// A product's name from the catalog, or from the product itself when the catalog has not
 /// caught up with it yet.
-pub async fn product_name(node: &crate::node::Node, id: &str) -> String {
+pub async fn product_name(node: &crate::app::AppState, id: &str) -> String {
     let known = node
         .catalog
         .read()
@@ -21,6 +15,7 @@ pub async fn product_name(node: &crate::node::Node, id: &str) -> String {
     match known {
         Some(name) => name,
         None => node
+            .shop
             .product_view(id)
             .await
             .ok()

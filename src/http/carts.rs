@@ -12,11 +12,11 @@ use ecommesh_commerce::Money;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::app::AppState;
 use crate::auth::extract::Caller;
 use crate::http::errors::ApiError;
 use crate::http::json::Json;
 use crate::http::products::MoneyJson;
-use crate::node::Node;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/cart", web::get().to(get_cart))
@@ -77,12 +77,12 @@ pub struct CartView {
 }
 
 /// Prices the cart's lines with each product's current price.
-pub async fn view(node: &Node, reply: Reply<Arc<CartState>>) -> Result<CartView, ApiError> {
+pub async fn view(node: &AppState, reply: Reply<Arc<CartState>>) -> Result<CartView, ApiError> {
     let now = ecommesh_persistence::now_ms();
-    let mut total = Money::new(0, node.currency);
+    let mut total = Money::new(0, node.shop.currency);
     let mut items = Vec::with_capacity(reply.state.items.len());
     for (product_id, quantity) in &reply.state.items {
-        let product = node.product_view(product_id).await?.state;
+        let product = node.shop.product_view(product_id).await?.state;
         let Some(d) = &product.details else { continue };
         let line_total = d
             .price
@@ -109,9 +109,9 @@ pub async fn view(node: &Node, reply: Reply<Arc<CartState>>) -> Result<CartView,
 }
 
 /// The units of a product on sale now; refuses one that does not exist or is archived.
-async fn on_sale(node: &Node, product_id: &str) -> Result<u64, ApiError> {
+async fn on_sale(node: &AppState, product_id: &str) -> Result<u64, ApiError> {
     check_id("product_id", product_id)?;
-    let product = node.product_view(product_id).await?.state;
+    let product = node.shop.product_view(product_id).await?.state;
     if product.details.is_none() {
         return Err(ApiError::not_found(format!(
             "product {product_id} does not exist"
@@ -140,7 +140,7 @@ fn out_of_stock(product_id: &str, requested: u64, available: u64) -> ApiError {
 
 /// Refuses `wanted` units of a product that does not exist, is archived, or has fewer
 /// available.
-async fn check_available(node: &Node, product_id: &str, wanted: u64) -> Result<(), ApiError> {
+async fn check_available(node: &AppState, product_id: &str, wanted: u64) -> Result<(), ApiError> {
     let available = on_sale(node, product_id).await?;
     if wanted > available {
         return Err(out_of_stock(product_id, wanted, available));
@@ -148,19 +148,19 @@ async fn check_available(node: &Node, product_id: &str, wanted: u64) -> Result<(
     Ok(())
 }
 
-async fn respond(node: &Node, reply: Reply<Arc<CartState>>) -> Result<HttpResponse, ApiError> {
+async fn respond(node: &AppState, reply: Reply<Arc<CartState>>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(view(node, reply).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/cart", tag = "cart", security(("bearer" = [])), responses((status = 200, description = "The caller's cart", body = CartView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
-pub async fn get_cart(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let reply = node.carts.read(caller.id).await?;
+pub async fn get_cart(node: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let reply = node.shop.carts.read(caller.id).await?;
     respond(&node, reply).await
 }
 
 #[utoipa::path(post, path = "/api/v1/cart/items", tag = "cart", request_body = AddItem, security(("bearer" = [])), responses((status = 200, description = "Added", body = CartView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn add_item(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     caller: Caller,
     body: Json<AddItem>,
 ) -> Result<HttpResponse, ApiError> {
@@ -176,7 +176,7 @@ pub async fn add_item(
         quantity,
         available: Some(available),
     };
-    match node.carts.execute(caller.id, add, None).await {
+    match node.shop.carts.execute(caller.id, add, None).await {
         Ok(reply) => respond(&node, reply).await,
         Err(EntityError::Rejected(CartRejection::OutOfStock {
             product_id,
@@ -189,7 +189,7 @@ pub async fn add_item(
 
 #[utoipa::path(patch, path = "/api/v1/cart/items/{product_id}", tag = "cart", params(("product_id" = String, Path, description = "Product id")), request_body = SetQuantity, security(("bearer" = [])), responses((status = 200, description = "Changed", body = CartView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn set_quantity(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
     body: Json<SetQuantity>,
@@ -206,19 +206,20 @@ pub async fn set_quantity(
         product_id,
         quantity: body.quantity,
     };
-    let reply = node.carts.execute(caller.id, cmd, None).await?;
+    let reply = node.shop.carts.execute(caller.id, cmd, None).await?;
     respond(&node, reply).await
 }
 
 #[utoipa::path(delete, path = "/api/v1/cart/items/{product_id}", tag = "cart", params(("product_id" = String, Path, description = "Product id")), security(("bearer" = [])), responses((status = 200, description = "Removed", body = CartView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn remove_item(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let product_id = path.into_inner();
     check_id("product_id", &product_id)?;
     let reply = node
+        .shop
         .carts
         .execute(caller.id, CartCommand::RemoveItem { product_id }, None)
         .await?;
@@ -226,8 +227,9 @@ pub async fn remove_item(
 }
 
 #[utoipa::path(delete, path = "/api/v1/cart", tag = "cart", security(("bearer" = [])), responses((status = 200, description = "Emptied", body = CartView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
-pub async fn clear(node: web::Data<Node>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn clear(node: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let reply = node
+        .shop
         .carts
         .execute(caller.id, CartCommand::Clear, None)
         .await?;

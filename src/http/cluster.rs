@@ -3,9 +3,9 @@
 use actix_web::{web, HttpResponse};
 
 use super::errors::ApiError;
+use crate::app::AppState;
 use crate::auth::extract::Admin;
 use crate::cluster::membership::NodeChange;
-use crate::node::Node;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/cluster", web::get().to(status))
@@ -13,7 +13,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/cluster/nodes/{id}", web::delete().to(remove));
 }
 
-fn cluster(node: &Node) -> Result<&std::sync::Arc<crate::cluster::Cluster>, ApiError> {
+fn cluster(node: &AppState) -> Result<&std::sync::Arc<crate::cluster::Cluster>, ApiError> {
     node.cluster.as_ref().ok_or_else(|| {
         ApiError::new(
             actix_web::http::StatusCode::NOT_FOUND,
@@ -23,7 +23,7 @@ fn cluster(node: &Node) -> Result<&std::sync::Arc<crate::cluster::Cluster>, ApiE
     })
 }
 
-fn start(node: &Node, change: NodeChange) -> Result<HttpResponse, ApiError> {
+fn start(node: &AppState, change: NodeChange) -> Result<HttpResponse, ApiError> {
     match cluster(node)?.change_nodes(change.clone()) {
         Ok(()) => Ok(HttpResponse::Accepted().json(serde_json::json!({
             "accepted": change,
@@ -51,7 +51,7 @@ pub struct JoinRequest {
 /// up, and takes the voter places its placement gives it. Runs in the background.
 #[utoipa::path(post, path = "/api/v1/admin/cluster/nodes", tag = "admin", security(("bearer" = [])), request_body = JoinRequest, responses((status = 202, description = "The change started"), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn join(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     _: Admin,
     body: crate::http::json::Json<JoinRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -69,7 +69,7 @@ pub async fn join(
 /// be stopped. Runs in the background.
 #[utoipa::path(delete, path = "/api/v1/admin/cluster/nodes/{id}", tag = "admin", security(("bearer" = [])), params(("id" = u64, Path, description = "The node to remove")), responses((status = 202, description = "The change started"), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn remove(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     _: Admin,
     id: web::Path<u64>,
 ) -> Result<HttpResponse, ApiError> {
@@ -83,7 +83,7 @@ pub async fn remove(
 
 /// This node's view of the cluster. A single node answers 404 `not_clustered`.
 #[utoipa::path(get, path = "/api/v1/admin/cluster", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "Nodes, shards, leaders, terms and lag as this node sees them", body = crate::cluster::ClusterStatus), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
-pub async fn status(node: web::Data<Node>, _: Admin) -> Result<HttpResponse, ApiError> {
+pub async fn status(node: web::Data<AppState>, _: Admin) -> Result<HttpResponse, ApiError> {
     match &node.cluster {
         Some(cluster) => Ok(HttpResponse::Ok().json(cluster.status())),
         None => Err(ApiError::new(

@@ -7,8 +7,14 @@ use std::fmt;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use ecommesh_actors::{EntityError, Rejection, RejectionKind};
+use ecommesh_commerce::order::OrderRejection;
+use ecommesh_commerce::payment::provider::ProviderError;
+use ecommesh_commerce::workflow::checkout::CheckoutError;
+use ecommesh_commerce::workflow::settle::{CancelError, SettleError};
+use ecommesh_commerce::workflow::StepError;
 use ecommesh_persistence::StoreError;
 use serde::Serialize;
+use serde_json::json;
 
 /// A field that failed validation, and why.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -117,6 +123,16 @@ impl ApiError {
     /// 503 `busy`: a bounded resource of the node (password hashing) is all in use.
     pub fn busy(detail: impl Into<String>, retry_after_secs: u64) -> Self {
         ApiError::unavailable("busy", detail.into(), retry_after_secs)
+    }
+
+    /// 409 `illegal_transition`: an order in status `from` cannot become `to`.
+    pub fn illegal_transition(from: &str, to: &str) -> Self {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "illegal_transition",
+            format!("a {from} order cannot become {to}"),
+        )
+        .with("status", json!(from))
     }
 
     fn unavailable(code: &'static str, detail: String, retry_after: u64) -> Self {
@@ -237,6 +253,89 @@ impl<R: Rejection> From<EntityError<R>> for ApiError {
                 "storage_error",
                 "the write could not be made durable",
             ),
+        }
+    }
+}
+
+impl From<StepError> for ApiError {
+    fn from(e: StepError) -> Self {
+        match e {
+            StepError::Cart(e) => e.into(),
+            StepError::Product(e) => e.into(),
+            StepError::Order(e) => e.into(),
+            StepError::Payment(e) => e.into(),
+            StepError::Storage(e) => EntityError::<OrderRejection>::Storage(e).into(),
+        }
+    }
+}
+
+impl From<SettleError> for ApiError {
+    fn from(e: SettleError) -> Self {
+        match e {
+            SettleError::Step(e) => e.into(),
+            SettleError::Refund(e) => {
+                ApiError::unavailable("payment_unavailable", e.to_string(), 5)
+            }
+        }
+    }
+}
+
+impl From<CancelError> for ApiError {
+    fn from(e: CancelError) -> Self {
+        match e {
+            CancelError::Illegal { from } => ApiError::illegal_transition(&from, "cancelled"),
+            CancelError::Step(e) => e.into(),
+            CancelError::Settle(e) => e.into(),
+        }
+    }
+}
+
+impl From<CheckoutError> for ApiError {
+    fn from(e: CheckoutError) -> Self {
+        let detail = e.to_string();
+        match e {
+            CheckoutError::CartEmpty => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cart_empty", detail)
+            }
+            CheckoutError::OutOfStock { lines } => {
+                ApiError::new(StatusCode::CONFLICT, "out_of_stock", detail).with(
+                    "lines",
+                    json!(lines
+                        .iter()
+                        .map(|l| json!({"product_id": l.product_id, "requested": l.requested, "available": l.available}))
+                        .collect::<Vec<_>>()),
+                )
+            }
+            CheckoutError::KeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different checkout request",
+            ),
+            CheckoutError::InProgress { order_id } => ApiError::new(
+                StatusCode::CONFLICT,
+                "checkout_in_progress",
+                "a checkout with this Idempotency-Key is still running; retry shortly",
+            )
+            .with("order_id", json!(order_id)),
+            CheckoutError::PaymentDeclined { order_id, code } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "payment_declined", detail)
+                    .with("decline_code", json!(code))
+                    .with("order_id", json!(order_id))
+            }
+            CheckoutError::Cancelled { order_id, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "order_cancelled", detail)
+                    .with("order_id", json!(order_id))
+            }
+            CheckoutError::Charge(ProviderError::InvalidToken(_)) => {
+                ApiError::invalid_field("payment.token", detail)
+            }
+            CheckoutError::Charge(ProviderError::Unavailable(_)) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payment_unavailable",
+                detail,
+            ),
+            CheckoutError::Step(e) => e.into(),
+            CheckoutError::Settle(e) => e.into(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! request-metrics middleware.
 
 pub mod carts;
+pub mod checkout;
 pub mod client_ip;
 pub mod cluster;
 pub mod errors;
@@ -17,12 +18,12 @@ use std::time::Instant;
 use actix_web::dev::Service;
 use actix_web::{web, HttpResponse};
 
-use crate::node::Node;
+use crate::app::AppState;
 use errors::ApiError;
 
 /// Registers every route on an actix-web app; used by the server and by request tests.
 pub fn configure(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     max_body_bytes: usize,
 ) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
@@ -41,7 +42,7 @@ pub fn configure(
                 web::scope("/api/v1")
                     .configure(carts::routes)
                     .configure(products::routes)
-                    .configure(crate::checkout::routes)
+                    .configure(crate::http::checkout::routes)
                     .configure(orders::routes)
                     .configure(crate::auth::routes::routes)
                     .configure(cluster::routes),

@@ -32,7 +32,7 @@ use utoipa::{Modify, OpenApi};
         super::carts::add_item,
         super::carts::set_quantity,
         super::carts::remove_item,
-        crate::checkout::checkout,
+        crate::http::checkout::checkout,
         super::orders::list_own,
         super::orders::get,
         super::orders::cancel,
@@ -46,7 +46,7 @@ use utoipa::{Modify, OpenApi};
         super::cluster::join,
         super::cluster::remove,
     ),
-    components(schemas(crate::catalog::Sort)),
+    components(schemas(ecommesh_commerce::catalog::Sort)),
     modifiers(&Bearer),
     tags(
         (name = "auth", description = "Accounts and tokens"),

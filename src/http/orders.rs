@@ -3,19 +3,20 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use ecommesh_actors::EntityError;
-use ecommesh_commerce::order::{OrderCommand, OrderRejection, OrderState, OrderStatus};
-use ecommesh_commerce::payment::{PaymentCommand, PaymentState};
-use ecommesh_commerce::product::ProductCommand;
+use ecommesh_commerce::order::{
+    CancelReason, OrderCommand, OrderRejection, OrderState, OrderStatus,
+};
+use ecommesh_commerce::payment::PaymentState;
+use ecommesh_commerce::workflow::settle;
 use serde::{Deserialize, Serialize};
 
+use crate::app::AppState;
 use crate::auth::extract::{Admin, Caller};
 use crate::http::errors::ApiError;
 use crate::http::json::Json;
 use crate::http::products::{rfc3339, MoneyJson};
-use crate::node::Node;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/orders", web::get().to(list_own))
@@ -64,7 +65,7 @@ pub struct OrderList {
 }
 
 fn page_of(
-    node: &Node,
+    node: &AppState,
     found: Vec<(&str, &OrderState)>,
     p: &Paging,
 ) -> Result<OrderList, ApiError> {
@@ -92,7 +93,7 @@ fn page_of(
             status: o.status,
             total: MoneyJson::from_money(
                 o.total
-                    .unwrap_or(ecommesh_commerce::Money::new(0, node.currency)),
+                    .unwrap_or(ecommesh_commerce::Money::new(0, node.shop.currency)),
             ),
             items: o.lines.iter().map(|l| l.quantity as u64).sum(),
             created_at: rfc3339(o.placed_at_ms),
@@ -108,7 +109,7 @@ fn page_of(
 
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(Paging), security(("bearer" = [])), responses((status = 200, description = "The caller's orders, newest first", body = OrderList), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn list_own(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     caller: Caller,
     q: web::Query<Paging>,
 ) -> Result<HttpResponse, ApiError> {
@@ -124,7 +125,7 @@ pub async fn list_own(
 
 #[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin", params(Paging), security(("bearer" = [])), responses((status = 200, description = "Every order, newest first", body = OrderList), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn list_all(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     _: Admin,
     q: web::Query<Paging>,
 ) -> Result<HttpResponse, ApiError> {
@@ -142,16 +143,20 @@ pub struct ShipRequest {
 }
 
 /// Runs a state transition; an illegal one answers 409 with the order's current status.
-async fn transition(node: &Node, id: &str, cmd: OrderCommand) -> Result<HttpResponse, ApiError> {
+async fn transition(
+    node: &AppState,
+    id: &str,
+    cmd: OrderCommand,
+) -> Result<HttpResponse, ApiError> {
     super::carts::check_id("id", id)?;
-    match node.orders.execute(id.to_owned(), cmd, None).await {
+    match node.shop.orders.execute(id.to_owned(), cmd, None).await {
         Ok(reply) => {
             let mut view = order_view(node, id, &reply.state).await?;
             view.version = reply.seq;
             Ok(HttpResponse::Ok().json(view))
         }
         Err(EntityError::Rejected(OrderRejection::IllegalTransition { from, to })) => {
-            Err(illegal(&from, &to))
+            Err(ApiError::illegal_transition(&from, &to))
         }
         Err(EntityError::Rejected(OrderRejection::NotFound)) => {
             Err(ApiError::not_found("no such order"))
@@ -162,7 +167,7 @@ async fn transition(node: &Node, id: &str, cmd: OrderCommand) -> Result<HttpResp
 
 #[utoipa::path(post, path = "/api/v1/admin/orders/{id}/ship", tag = "admin", params(("id" = String, Path, description = "Order id")), request_body = ShipRequest, security(("bearer" = [])), responses((status = 200, description = "Shipped", body = OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn ship(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     _: Admin,
     path: web::Path<String>,
     body: Json<ShipRequest>,
@@ -192,7 +197,7 @@ pub async fn ship(
 
 #[utoipa::path(post, path = "/api/v1/admin/orders/{id}/deliver", tag = "admin", params(("id" = String, Path, description = "Order id")), security(("bearer" = [])), responses((status = 200, description = "Delivered", body = OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn deliver(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     _: Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -225,7 +230,7 @@ pub struct SalesSummary {
 
 #[utoipa::path(get, path = "/api/v1/admin/sales/summary", tag = "admin", params(SummaryParams), security(("bearer" = [])), responses((status = 200, description = "Sales over the window", body = SalesSummary), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn sales_summary(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     _: Admin,
     q: web::Query<SummaryParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -244,7 +249,7 @@ pub async fn sales_summary(
     let (s, revenue) = node
         .order_book
         .read()
-        .summary(since, top, node.currency)
+        .summary(since, top, node.shop.currency)
         .map_err(ApiError::amount_overflow_of)?;
     Ok(HttpResponse::Ok().json(SalesSummary {
         since: rfc3339(since),
@@ -294,7 +299,7 @@ pub struct OrderView {
     pub status: OrderStatus,
     pub lines: Vec<OrderLineView>,
     pub total: MoneyJson,
-    pub shipping_address: Option<crate::checkout::AddressInput>,
+    pub shipping_address: Option<crate::http::checkout::AddressInput>,
     pub payment: Option<PaymentView>,
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
@@ -305,21 +310,21 @@ pub struct OrderView {
 }
 
 /// The order as its owner sees it, with its payment.
-pub async fn order_view(node: &Node, id: &str, o: &OrderState) -> Result<OrderView, ApiError> {
-    let p = node.payments.read(id.to_owned()).await?.state;
+pub async fn order_view(node: &AppState, id: &str, o: &OrderState) -> Result<OrderView, ApiError> {
+    let p = node.shop.payments.read(id.to_owned()).await?.state;
     order_view_with(node, id, o, &p).await
 }
 
 /// [`order_view`] with the order's payment known already (the checkout that recorded it).
 pub async fn order_view_with(
-    node: &Node,
+    node: &AppState,
     id: &str,
     o: &OrderState,
     p: &PaymentState,
 ) -> Result<OrderView, ApiError> {
     let total = o
         .total
-        .unwrap_or(ecommesh_commerce::Money::new(0, node.currency));
+        .unwrap_or(ecommesh_commerce::Money::new(0, node.shop.currency));
     let payment = p.amount.map(|_| PaymentView {
         provider: p.provider.clone(),
         status: match (&p.outcome, p.refunded) {
@@ -354,7 +359,7 @@ pub async fn order_view_with(
         payment,
         carrier: o.carrier.clone(),
         tracking_number: o.tracking.clone(),
-        cancel_reason: o.cancel_reason.clone(),
+        cancel_reason: o.cancel_reason.as_ref().map(|r| r.to_string()),
         created_at: rfc3339(o.placed_at_ms),
         history: o
             .history
@@ -370,12 +375,12 @@ pub async fn order_view_with(
 
 /// The order if the caller may see it; 404 otherwise (never 403: ids are not confirmed).
 pub async fn visible(
-    node: &Node,
+    node: &AppState,
     caller: &Caller,
     id: &str,
 ) -> Result<(Arc<OrderState>, u64), ApiError> {
     super::carts::check_id("id", id)?;
-    let reply = node.orders.read(id.to_owned()).await?;
+    let reply = node.shop.orders.read(id.to_owned()).await?;
     if reply.state.status == OrderStatus::New
         || (reply.state.customer_id != caller.id && !caller.is_admin())
     {
@@ -386,7 +391,7 @@ pub async fn visible(
 
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", params(("id" = String, Path, description = "Order id")), security(("bearer" = [])), responses((status = 200, description = "The order", body = OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn get(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -397,172 +402,8 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// How long a refund intent recorded by another caller is left to it before anyone else
-/// finishes it (it died between recording the intent and the provider's answer).
-const REFUND_IN_FLIGHT_MS: u64 = 30_000;
-
-/// Undoes a sale: puts the sold units back and refunds what was charged. Works from the
-/// order's current state (read afresh), so it reverses what was sold even when a cancel
-/// raced the checkout that sold it. Every step is idempotent and recorded: a line is
-/// reversed once (recorded on the order), a refund is asked of the provider once (its
-/// intent recorded on the payment first, with the idempotency key the provider gets), an
-/// order is refunded once; so a retry after a crash finishes the job.
-pub async fn settle(node: &Node, id: &str) -> Result<(), ApiError> {
-    // A step that met a stale state (an earlier attempt whose answer was lost may have
-    // made it) or a shard between leaders is tried again: every step is idempotent, and
-    // a cancel must not stop halfway with its stock still sold.
-    let mut intent = Intent::default();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match settle_once(node, id, &mut intent).await {
-            Err(e)
-                if attempt < 3
-                    && (e.code == "conflict" || e.status == StatusCode::SERVICE_UNAVAILABLE) =>
-            {
-                actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            Err(e) => {
-                if intent.ours {
-                    // A refund recorded and not confirmed (the provider failed): the
-                    // reconciler asks again, with the same key, until it is done.
-                    node.unfinished_refunds.lock().insert(id.to_owned());
-                }
-                return Err(e);
-            }
-            ok => return ok,
-        }
-    }
-}
-
-/// Whether this settle recorded the refund intent it is finishing.
-#[derive(Default)]
-struct Intent {
-    ours: bool,
-}
-
-async fn settle_once(node: &Node, id: &str, intent: &mut Intent) -> Result<(), ApiError> {
-    let order = node.orders.read(id.to_owned()).await?.state;
-    for (product_id, quantity) in order.to_reverse() {
-        let reverse = ProductCommand::ReverseSale {
-            order_id: id.to_owned(),
-            quantity: quantity as u64,
-        };
-        node.products
-            .execute(product_id.clone(), reverse, None)
-            .await?;
-        let done = OrderCommand::RecordReversal { product_id };
-        node.orders.execute(id.to_owned(), done, None).await?;
-    }
-    if !refund_charge(node, id, &order, intent).await? {
-        // Another caller is refunding right now; it finishes the order too.
-        return Ok(());
-    }
-    if order.was_paid {
-        match node
-            .orders
-            .execute(id.to_owned(), OrderCommand::Refund, None)
-            .await
-        {
-            Ok(_) | Err(EntityError::Rejected(OrderRejection::IllegalTransition { .. })) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-/// Refunds what order `id`'s payment charged (a partial return: its units), once.
-/// False when another caller's refund is under way.
-async fn refund_charge(
-    node: &Node,
-    id: &str,
-    order: &OrderState,
-    intent: &mut Intent,
-) -> Result<bool, ApiError> {
-    let read = node.payments.read(id.to_owned()).await?;
-    let payment = &read.state;
-    let (Some(charge_id), Some(charged)) = (payment.charge_id(), payment.amount) else {
-        return Ok(true); // nothing was charged
-    };
-    let (amount, key) = match &payment.refund_pending {
-        // Recorded by this settle on an earlier attempt, or by a caller that died
-        // before confirming: ask again with its key (the provider refunds it once).
-        Some(p)
-            if intent.ours || ecommesh_persistence::now_ms() >= p.at_ms + REFUND_IN_FLIGHT_MS =>
-        {
-            (p.amount, p.key.clone())
-        }
-        // Another caller's, just recorded: it asks the provider.
-        Some(_) => return Ok(false),
-        None if payment.refunded > 0 => return Ok(true), // refunded already
-        None => {
-            // A partial return refunds its units; anything else refunds the whole charge.
-            let amount = order
-                .refund_due()
-                .filter(|due| due.amount <= charged.amount)
-                .unwrap_or(charged);
-            if amount.amount == 0 {
-                return Ok(true); // nothing to give back: done, not an error
-            }
-            let key = format!("{id}:refund");
-            let begin = PaymentCommand::BeginRefund {
-                amount,
-                key: key.clone(),
-            };
-            // Only if nobody changed the payment since it was read: of two racing
-            // callers, one records the intent and asks the provider; the other's
-            // conflict is retried by `settle`, which then finds the intent recorded.
-            node.payments
-                .execute(id.to_owned(), begin, Some(read.seq))
-                .await?;
-            intent.ours = true;
-            (amount, key)
-        }
-    };
-    metrics::counter!("ecommesh_payment_refund_requests_total").increment(1);
-    node.payment_provider
-        .refund(charge_id, amount, &key)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "payment_unavailable",
-                e.to_string(),
-            )
-            .retry_after(5)
-        })?;
-    node.payments
-        .execute(id.to_owned(), PaymentCommand::ConfirmRefund { key }, None)
-        .await?;
-    Ok(true)
-}
-
-/// Gives back the stock order `id` holds on each of `products`. Best effort: holds
-/// also expire on their own.
-pub async fn release(node: &Node, id: &str, products: impl IntoIterator<Item = String>) {
-    for product in products {
-        // A shard between leaders answers "unavailable" after a wait: try again, since a
-        // hold left behind keeps its stock from other shoppers until it expires.
-        for attempt in 1..=3 {
-            let release = ProductCommand::Release {
-                reservation_id: id.to_owned(),
-            };
-            match node.products.execute(product.clone(), release, None).await {
-                Ok(_) => break,
-                Err(EntityError::Storage(e)) if attempt < 3 => {
-                    tracing::info!(order = id, product = %product, error = %e, "release failed; retrying");
-                }
-                Err(e) => {
-                    tracing::warn!(order = id, product = %product, error = %e, "release failed; the reservation will expire");
-                    break;
-                }
-            }
-        }
-    }
-}
-
-async fn respond(node: &Node, id: &str) -> Result<HttpResponse, ApiError> {
-    let reply = node.orders.read(id.to_owned()).await?;
+async fn respond(node: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
+    let reply = node.shop.orders.read(id.to_owned()).await?;
     let mut view = order_view(node, id, &reply.state).await?;
     view.version = reply.seq;
     Ok(HttpResponse::Ok().json(view))
@@ -572,55 +413,19 @@ async fn respond(node: &Node, id: &str) -> Result<HttpResponse, ApiError> {
 /// stock back and is refunded. Cancelling again finishes an interrupted cancellation.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", params(("id" = String, Path, description = "Order id")), security(("bearer" = [])), responses((status = 200, description = "Cancelled (and refunded if it was paid)", body = OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn cancel(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let (order, _) = visible(&node, &caller, &id).await?;
-    match order.status {
-        OrderStatus::PendingPayment | OrderStatus::Paid => {
-            let reason = if caller.is_admin() {
-                "cancelled by an admin"
-            } else {
-                "cancelled by the customer"
-            };
-            let reply = match node
-                .orders
-                .execute(
-                    id.clone(),
-                    OrderCommand::Cancel {
-                        reason: reason.into(),
-                    },
-                    None,
-                )
-                .await
-            {
-                Ok(reply) => reply.state,
-                Err(EntityError::Rejected(OrderRejection::IllegalTransition { from, .. })) => {
-                    return Err(illegal(&from, "cancelled"));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            // Holds not sold yet are released; whatever a checkout racing this cancel
-            // sold already (recorded on the order) is put back, and a charge refunded.
-            release(&node, &id, reply.lines.iter().map(|l| l.product_id.clone())).await;
-            settle(&node, &id).await?;
-        }
-        // Cancelling again finishes an interrupted cancellation.
-        OrderStatus::Cancelled => settle(&node, &id).await?,
-        other => return Err(illegal(other.as_str(), "cancelled")),
-    }
+    let reason = if caller.is_admin() {
+        CancelReason::ByAdmin
+    } else {
+        CancelReason::ByCustomer
+    };
+    settle::cancel(&node.shop, &id, order.status, reason).await?;
     respond(&node, &id).await
-}
-
-fn illegal(from: &str, to: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "illegal_transition",
-        format!("a {from} order cannot become {to}"),
-    )
-    .with("status", serde_json::json!(from))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -641,7 +446,7 @@ pub struct ReturnLine {
 /// Asks to return a delivered order; an admin approves it (`approve-return`).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/return", tag = "orders", params(("id" = String, Path, description = "Order id")), request_body = ReturnRequest, security(("bearer" = [])), responses((status = 200, description = "Returned, awaiting approval", body = OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn request_return(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
     body: Json<ReturnRequest>,
@@ -662,17 +467,17 @@ pub async fn request_return(
 /// Accepts a returned order: its stock goes back on sale and it is refunded.
 #[utoipa::path(post, path = "/api/v1/admin/orders/{id}/approve-return", tag = "admin", params(("id" = String, Path, description = "Order id")), security(("bearer" = [])), responses((status = 200, description = "Restocked and refunded", body = OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn approve_return(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     _: Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     super::carts::check_id("id", &id)?;
-    let order = node.orders.read(id.clone()).await?.state;
+    let order = node.shop.orders.read(id.clone()).await?.state;
     match order.status {
-        OrderStatus::Returned => settle(&node, &id).await?,
+        OrderStatus::Returned => settle::settle(&node.shop, &id).await?,
         OrderStatus::New => return Err(ApiError::not_found("no such order")),
-        other => return Err(illegal(other.as_str(), "refunded")),
+        other => return Err(ApiError::illegal_transition(other.as_str(), "refunded")),
     }
     respond(&node, &id).await
 }

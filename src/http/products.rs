@@ -10,11 +10,11 @@ use ecommesh_commerce::product::{ProductCommand, ProductDetails, ProductPatch, P
 use ecommesh_commerce::{Currency, Money};
 use serde::{Deserialize, Serialize};
 
+use crate::app::AppState;
 use crate::auth::extract::{Admin, Caller};
-use crate::catalog::{Query, Sort};
 use crate::http::errors::ApiError;
 use crate::http::json::Json;
-use crate::node::Node;
+use ecommesh_commerce::catalog::{Query, Sort};
 
 pub const MAX_PER_PAGE: u32 = 100;
 
@@ -197,7 +197,7 @@ fn check_query(p: &ListParams) -> Result<(), ApiError> {
 
 #[utoipa::path(get, path = "/api/v1/products", tag = "catalog", params(ListParams), responses((status = 200, description = "A page of the catalog", body = ListView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn list(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let p = params.into_inner();
@@ -237,13 +237,13 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog", params(("id" = String, Path, description = "Product id")), responses((status = 200, description = "The product with live stock", body = ProductView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn get(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     caller: Option<Caller>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     super::carts::check_id("id", &id)?;
-    let reply = node.product(&id).await?;
+    let reply = node.shop.product(&id).await?;
     let now = ecommesh_persistence::now_ms();
     let mut v =
         view(&id, &reply.state, now).ok_or_else(|| ApiError::not_found("no such product"))?;
@@ -273,12 +273,12 @@ pub struct CreateProduct {
 
 #[utoipa::path(post, path = "/api/v1/products", tag = "catalog", request_body = CreateProduct, security(("bearer" = [])), responses((status = 201, description = "Created", body = ProductView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn create(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     _: Admin,
     body: Json<CreateProduct>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
-    let price = b.price.to_price("price", node.currency)?;
+    let price = b.price.to_price("price", node.shop.currency)?;
     let id = product_id(&b.sku);
     let details = ProductDetails {
         sku: b.sku.trim().to_owned(),
@@ -294,6 +294,7 @@ pub async fn create(
         initial_stock: b.stock,
     };
     let reply = node
+        .shop
         .products
         .execute(id.clone(), cmd, None)
         .await
@@ -324,9 +325,9 @@ pub struct UpdateProduct {
     pub images: Option<Vec<String>>,
 }
 
-async fn run(node: &Node, id: String, cmd: ProductCommand) -> Result<HttpResponse, ApiError> {
+async fn run(node: &AppState, id: String, cmd: ProductCommand) -> Result<HttpResponse, ApiError> {
     super::carts::check_id("id", &id)?;
-    let reply = node.products.execute(id.clone(), cmd, None).await?;
+    let reply = node.shop.products.execute(id.clone(), cmd, None).await?;
     let v = view(&id, &reply.state, ecommesh_persistence::now_ms())
         .ok_or_else(|| ApiError::not_found("no such product"))?;
     Ok(HttpResponse::Ok().json(v))
@@ -334,7 +335,7 @@ async fn run(node: &Node, id: String, cmd: ProductCommand) -> Result<HttpRespons
 
 #[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "catalog", params(("id" = String, Path, description = "Product id")), request_body = UpdateProduct, security(("bearer" = [])), responses((status = 200, description = "Changed", body = ProductView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn update(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     _: Admin,
     path: web::Path<String>,
     body: Json<UpdateProduct>,
@@ -342,7 +343,7 @@ pub async fn update(
     let b = body.into_inner();
     let price = b
         .price
-        .map(|p| p.to_price("price", node.currency))
+        .map(|p| p.to_price("price", node.shop.currency))
         .transpose()?;
     let patch = ProductPatch {
         name: b.name,
@@ -363,7 +364,7 @@ pub struct Restock {
 
 #[utoipa::path(post, path = "/api/v1/products/{id}/restock", tag = "catalog", params(("id" = String, Path, description = "Product id")), request_body = Restock, security(("bearer" = [])), responses((status = 200, description = "Restocked", body = ProductView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn restock(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     _: Admin,
     path: web::Path<String>,
     body: Json<Restock>,
@@ -380,7 +381,7 @@ pub async fn restock(
 
 #[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "catalog", params(("id" = String, Path, description = "Product id")), security(("bearer" = [])), responses((status = 200, description = "Archived", body = ProductView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn archive(
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     _: Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

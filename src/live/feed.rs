@@ -16,12 +16,12 @@ use super::hub::Frame;
 use super::protocol::{cart_channel, orders_channel, product_channel, Update};
 use super::sales::{Sale, SaleLine};
 use super::{Change, LowStock};
+use crate::app::AppState;
 use crate::http::products::{self, MoneyJson};
-use crate::node::Node;
 
 /// Starts the feed and the per-second sales ticker on their own thread. Call once, after
 /// the catalog projection has caught up (it seeds the low-stock list).
-pub fn spawn(node: web::Data<Node>) {
+pub fn spawn(node: web::Data<AppState>) {
     let Some(changes) = node.live.take_changes() else {
         return;
     };
@@ -33,7 +33,7 @@ pub fn spawn(node: web::Data<Node>) {
     feed.spawn(tick(node));
 }
 
-fn seed_low_stock(node: &Node) {
+fn seed_low_stock(node: &AppState) {
     let threshold = node.live_settings.low_stock_threshold;
     let now = now_ms();
     let catalog = node.catalog.read();
@@ -67,7 +67,7 @@ const BATCH: usize = 256;
 /// turns thousands of those into hundreds. A lone change is still sent at once.
 const GATHER: Duration = Duration::from_millis(1);
 
-async fn run(node: web::Data<Node>, mut changes: mpsc::UnboundedReceiver<Change>) {
+async fn run(node: web::Data<AppState>, mut changes: mpsc::UnboundedReceiver<Change>) {
     let mut batch = Vec::with_capacity(BATCH);
     while changes.recv_many(&mut batch, BATCH).await > 0 {
         let busy = batch.len() > 1;
@@ -85,7 +85,7 @@ async fn run(node: web::Data<Node>, mut changes: mpsc::UnboundedReceiver<Change>
 }
 
 /// Closes a second of sales every second and tells the dashboards.
-async fn tick(node: web::Data<Node>) {
+async fn tick(node: web::Data<AppState>) {
     let mut every = actix_web::rt::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -126,7 +126,7 @@ fn event_names<E: Entity>(events: &[E::Event]) -> String {
 /// on `channel`, with the entity's sequence numbers; nothing is rendered for a channel
 /// nobody listens to.
 fn publish_change<E: Entity>(
-    node: &Node,
+    node: &AppState,
     channel: &str,
     topic: &str,
     event: &str,
@@ -155,7 +155,7 @@ fn publish_change<E: Entity>(
     node.live.hub.publish(channel, frame);
 }
 
-fn product(node: &Node, c: &Committed<Product>) {
+fn product(node: &AppState, c: &Committed<Product>) {
     let id: &str = &c.id;
     let now = now_ms();
     let hub = &node.live.hub;
@@ -180,7 +180,7 @@ fn product(node: &Node, c: &Committed<Product>) {
 
 /// Reports a product that falls to the threshold or below (and each change while it is
 /// there), and once more when it leaves the list (restocked or archived).
-fn low_stock(node: &Node, c: &Committed<Product>, now: u64) {
+fn low_stock(node: &AppState, c: &Committed<Product>, now: u64) {
     let Some(d) = &c.state.details else { return };
     let threshold = node.live_settings.low_stock_threshold;
     let available = c.state.available_at(now);
@@ -220,7 +220,7 @@ fn low_stock(node: &Node, c: &Committed<Product>, now: u64) {
 
 /// Tells a channel's subscribers to subscribe again because an update could not be
 /// rendered: a client is never left silently behind.
-fn resync(node: &Node, channel: &str, topic: &str, why: &str) {
+fn resync(node: &AppState, channel: &str, topic: &str, why: &str) {
     tracing::warn!(
         channel,
         why,
@@ -242,7 +242,7 @@ fn resync(node: &Node, channel: &str, topic: &str, why: &str) {
     );
 }
 
-async fn cart(node: &Node, c: Committed<Cart>) {
+async fn cart(node: &AppState, c: Committed<Cart>) {
     let channel = cart_channel(&c.id);
     if !node.live.hub.has_subscribers(&channel) {
         return;
@@ -260,7 +260,7 @@ async fn cart(node: &Node, c: Committed<Cart>) {
     }
 }
 
-async fn order(node: &Node, c: &Committed<Order>) {
+async fn order(node: &AppState, c: &Committed<Order>) {
     let id: &str = &c.id;
     let event = event_names::<Order>(&c.events);
     let channel = orders_channel(&c.state.customer_id);
@@ -292,7 +292,7 @@ async fn order(node: &Node, c: &Committed<Order>) {
 }
 
 async fn sale(
-    node: &Node,
+    node: &AppState,
     id: &str,
     o: &OrderState,
     kind: &'static str,
@@ -312,7 +312,7 @@ async fn sale(
         order_id: id.to_owned(),
         customer_id: o.customer_id.clone(),
         kind,
-        amount: MoneyJson::from_money(amount.unwrap_or(Money::new(0, node.currency))),
+        amount: MoneyJson::from_money(amount.unwrap_or(Money::new(0, node.shop.currency))),
         items: lines.iter().map(|l| l.quantity as u64).sum(),
         lines,
         at: products::rfc3339(at_ms),

@@ -7,9 +7,9 @@ use ecommesh_persistence::now_ms;
 use serde_json::{json, Value};
 
 use super::protocol::Topic;
+use crate::app::AppState;
 use crate::http::errors::ApiError;
 use crate::http::products;
-use crate::node::Node;
 
 /// A customer's most recent orders shown on subscribe; older ones are in the REST API.
 const ORDERS_SHOWN: usize = 50;
@@ -26,11 +26,15 @@ fn json_of(v: &impl serde::Serialize) -> Value {
 }
 
 /// The current state of `topic` for `customer` (who may subscribe was checked before).
-pub async fn of(node: &Node, topic: &Topic, customer: Option<&str>) -> Result<Snapshot, ApiError> {
+pub async fn of(
+    node: &AppState,
+    topic: &Topic,
+    customer: Option<&str>,
+) -> Result<Snapshot, ApiError> {
     let customer = customer.unwrap_or_default();
     Ok(match topic {
         Topic::Product(id) => {
-            let reply = node.products.read(id.clone()).await?;
+            let reply = node.shop.products.read(id.clone()).await?;
             let view = products::view(id, &reply.state, now_ms())
                 .ok_or_else(|| ApiError::not_found(format!("product {id} does not exist")))?;
             Snapshot {
@@ -45,7 +49,7 @@ pub async fn of(node: &Node, topic: &Topic, customer: Option<&str>) -> Result<Sn
             shown: HashMap::new(),
         },
         Topic::Cart => {
-            let reply = node.carts.read(customer.to_owned()).await?;
+            let reply = node.shop.carts.read(customer.to_owned()).await?;
             let seq = reply.seq;
             let view = crate::http::carts::view(node, reply).await?;
             Snapshot {
@@ -66,7 +70,7 @@ pub async fn of(node: &Node, topic: &Topic, customer: Option<&str>) -> Result<Sn
             let mut orders = Vec::with_capacity(ids.len());
             let mut shown = HashMap::new();
             for id in ids {
-                let reply = node.orders.read(id.clone()).await?;
+                let reply = node.shop.orders.read(id.clone()).await?;
                 orders.push(json_of(
                     &crate::http::orders::order_view(node, &id, &reply.state).await?,
                 ));

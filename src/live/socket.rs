@@ -21,8 +21,8 @@ use tokio_stream::StreamMap;
 use super::hub::Frame;
 use super::limits::ClientSlot;
 use super::protocol::{Access, ClientMessage, ServerMessage, Topic, PROTOCOL_VERSION, TOPICS};
+use crate::app::AppState;
 use crate::auth::extract::Caller;
-use crate::node::Node;
 
 /// Largest message a client may send; every valid one is far smaller.
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
@@ -33,7 +33,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 pub async fn connect(
     req: HttpRequest,
     body: web::Payload,
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
     let ip = node.client_ip.of(&req);
     let settings = node.live_settings;
@@ -81,7 +81,7 @@ struct Subscription {
 }
 
 struct Connection {
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
     caller: Option<(Caller, u64)>,
     subs: HashMap<String, Subscription>,
     frames: StreamMap<String, BroadcastStream<Arc<Frame>>>,
@@ -103,7 +103,7 @@ fn reason(code: CloseCode, text: &str) -> CloseReason {
 }
 
 impl Connection {
-    fn new(node: web::Data<Node>, slot: ClientSlot) -> Self {
+    fn new(node: web::Data<AppState>, slot: ClientSlot) -> Self {
         Connection {
             node,
             caller: None,
@@ -479,7 +479,7 @@ impl Connection {
         if self.node.catalog.read().get(id).is_some() {
             return Ok(());
         }
-        let reply = self.node.product(id).await?;
+        let reply = self.node.shop.product(id).await?;
         if reply.state.details.is_none() {
             return Err(crate::http::errors::ApiError::not_found(format!(
                 "product {id} does not exist"

@@ -7,320 +7,20 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::{anyhow, Context};
-use ecommesh_actors::{Entities, Router, Runtime};
-use ecommesh_commerce::{Cart, Customer, Order, Payment, Product, Session};
+use ecommesh_actors::Runtime;
 use ecommesh_persistence::{Engine, EventStore, StoreError, StoreOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::auth::limiter::LoginLimiter;
-use crate::auth::tokens::{load_secret, Tokens};
+use crate::app::{auth, AppState};
 use crate::auth::Auth;
-use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::http;
-use ecommesh_commerce::Currency;
-
-/// What request handlers share: the entity registries and the node's status.
-pub struct Node {
-    pub carts: Entities<Cart>,
-    pub products: Entities<Product>,
-    pub orders: Entities<Order>,
-    pub customers: Entities<Customer>,
-    pub sessions: Entities<Session>,
-    pub payments: Entities<Payment>,
-    /// This node's part of the cluster; None on a single node.
-    pub cluster: Option<Arc<Cluster>>,
-    pub payment_provider: Box<dyn ecommesh_commerce::payment::provider::PaymentProvider>,
-    /// How long checkout holds stock before an unfinished saga's hold expires.
-    pub reservation_ttl: std::time::Duration,
-    pub auth: Auth,
-    pub catalog: Arc<Catalog>,
-    /// Every product's latest durable state, for reads that need no shard round trip.
-    /// Written only by this node's own product shards (and its reads of them): checkout
-    /// prices from it, so nothing a peer says goes in.
-    pub current_products: Arc<crate::catalog::current::CurrentProducts>,
-    /// In a cluster, what the leaders of shards this node does not lead told it of their
-    /// products: for views only ([`Node::product_view`]), never for a price or a stock
-    /// decision.
-    pub heard_products: Arc<crate::catalog::current::CurrentProducts>,
-    pub order_book: Arc<crate::projection::Projection<crate::order_book::OrderBook>>,
-    pub currency: Currency,
-    pub live: Arc<crate::live::Live>,
-    pub live_settings: crate::live::LiveSettings,
-    /// Checkouts under way per customer, and how many one customer may run at once.
-    pub checkouts: Arc<crate::checkout::Checkouts>,
-    pub max_pending_checkouts: usize,
-    /// /metrics is served on `metrics_listen`, not on the shop's port.
-    pub metrics_apart: bool,
-    /// Orders whose refund was recorded but not confirmed (the provider failed): the
-    /// reconciler finishes them.
-    pub unfinished_refunds: parking_lot::Mutex<std::collections::BTreeSet<String>>,
-    /// Sales a checkout made but could not record on its order (its shard between
-    /// leaders): (order, product). The reconciler records them.
-    pub unrecorded_sales: parking_lot::Mutex<std::collections::BTreeSet<(String, String)>>,
-    /// The customer id of the configured admin email: registration refuses it, so only
-    /// the admin bootstrap can create that account.
-    pub reserved_admin: Option<String>,
-    /// Tells a request's client address (for the limits kept per client).
-    pub client_ip: crate::http::client_ip::ClientIp,
-    pub shards: u32,
-    /// False until recovery is done, and again once shutdown has begun.
-    pub ready: AtomicBool,
-    pub metrics: Option<PrometheusHandle>,
-}
-
-impl Node {
-    /// Starts one registry per entity kind on `runtime`; in a cluster, commands for shards
-    /// this node does not lead go to their leaders.
-    pub fn new(
-        runtime: &Runtime,
-        auth: Auth,
-        currency: Currency,
-        metrics: Option<PrometheusHandle>,
-        cluster: Option<Arc<Cluster>>,
-    ) -> Self {
-        use crate::live::Change;
-        let router = cluster.clone().map(|c| c as Arc<dyn Router>);
-        let live = Arc::new(crate::live::Live::new(currency));
-        let current_products = Arc::new(crate::catalog::current::CurrentProducts::default());
-        let (current, to_live) = (current_products.clone(), live.observer(Change::Product));
-        let product_observer: ecommesh_actors::Observer<Product> = Arc::new(move |c| {
-            current.update(&c.id, c.seq, c.state.clone());
-            to_live(c);
-        });
-        let node = Node {
-            carts: Entities::new(
-                runtime.observed_registry(Some(live.observer(Change::Cart))),
-                router.clone(),
-            ),
-            products: Entities::new(
-                runtime.observed_registry(Some(product_observer)),
-                router.clone(),
-            ),
-            orders: Entities::new(
-                runtime.observed_registry(Some(live.observer(Change::Order))),
-                router.clone(),
-            ),
-            customers: Entities::new(runtime.registry(), router.clone()),
-            sessions: Entities::new(
-                runtime.observed_registry(Some({
-                    let gate = auth.sessions.clone();
-                    Arc::new(
-                        move |c: ecommesh_actors::Committed<ecommesh_commerce::Session>| {
-                            gate.learn(
-                                &c.id,
-                                &c.state,
-                                ecommesh_persistence::now_ms(),
-                                std::time::Instant::now(),
-                            );
-                        },
-                    )
-                })),
-                router.clone(),
-            ),
-            payments: Entities::new(runtime.registry(), router.clone()),
-            payment_provider: Box::new(
-                ecommesh_commerce::payment::provider::TestPaymentProvider::default(),
-            ),
-            reservation_ttl: std::time::Duration::from_secs(900),
-            auth,
-            catalog: Arc::new(Catalog::new(runtime.store().shard_count())),
-            current_products,
-            heard_products: Arc::default(),
-            order_book: Arc::new(crate::projection::Projection::new(
-                runtime.store().shard_count(),
-            )),
-            currency,
-            live,
-            live_settings: crate::live::LiveSettings::default(),
-            client_ip: Default::default(),
-            checkouts: Arc::default(),
-            max_pending_checkouts: 3,
-            metrics_apart: false,
-            reserved_admin: None,
-            unfinished_refunds: Default::default(),
-            unrecorded_sales: Default::default(),
-            shards: runtime.store().shard_count(),
-            ready: AtomicBool::new(false),
-            metrics,
-            cluster: cluster.clone(),
-        };
-        if let Some(cluster) = &cluster {
-            node.join(cluster);
-        }
-        node
-    }
-
-    /// Answers commands other nodes forward here, and drops cached entities of a shard
-    /// whenever its lead moves.
-    fn join(&self, cluster: &Cluster) {
-        let handlers: std::collections::HashMap<
-            &'static str,
-            ecommesh_actors::routing::ForwardedCalls,
-        > = [
-            self.carts.handler(),
-            self.products.handler(),
-            self.orders.handler(),
-            self.customers.handler(),
-            self.sessions.handler(),
-            self.payments.handler(),
-        ]
-        .into_iter()
-        .collect();
-        cluster.serve_entities(Arc::new(move |kind, payload| {
-            match handlers.get(kind.as_str()) {
-                Some(h) => h(payload),
-                None => Box::pin(async { Vec::new() }),
-            }
-        }));
-        // Live updates cross nodes: changes made here go to the others, theirs come here.
-        let to_peers = self.cluster.clone().expect("a cluster node");
-        self.live.relay_to(Box::new(move |change| {
-            to_peers.tell_changes(crate::cluster::network::encode(change))
-        }));
-        let live = self.live.clone();
-        let heard = self.heard_products.clone();
-        cluster.on_changes(Arc::new(
-            move |payload| match crate::cluster::network::decode(&payload) {
-                Ok(change) => {
-                    if let crate::live::Change::Product(c) = &change {
-                        heard.update(&c.id, c.seq, c.state.clone());
-                    }
-                    live.inject(change)
-                }
-                Err(e) => tracing::warn!(error = %e, "a live change from a peer could not be read"),
-            },
-        ));
-        let current = self.current_products.clone();
-        let shards = self.shards;
-        let (carts, products, orders, customers, sessions, payments) = (
-            self.carts.local().clone(),
-            self.products.local().clone(),
-            self.orders.local().clone(),
-            self.customers.local().clone(),
-            self.sessions.local().clone(),
-            self.payments.local().clone(),
-        );
-        cluster.on_lead_change(Arc::new(move |shard, _leads| {
-            // Another node may have changed them meanwhile: forget, read afresh.
-            current.forget_shard(shard, shards);
-            carts.reset(shard);
-            products.reset(shard);
-            orders.reset(shard);
-            customers.reset(shard);
-            sessions.reset(shard);
-            payments.reset(shard);
-        }));
-    }
-
-    /// True when this node runs the entities of `shard` (always, on a single node).
-    pub fn leads(&self, shard: u32) -> bool {
-        self.cluster.as_ref().is_none_or(|c| c.serves(shard))
-    }
-}
-
-/// A product's state as a read of it answers.
-pub type ProductRead = Result<
-    ecommesh_actors::Reply<Arc<ecommesh_commerce::product::ProductState>>,
-    ecommesh_actors::EntityError<ecommesh_commerce::product::ProductRejection>,
->;
-
-/// How long a node that does not lead a product's shard shows what it last heard of the
-/// product (its leader tells every node of each change) before asking the leader again.
-const PRODUCT_VIEW_AGE: std::time::Duration = std::time::Duration::from_secs(5);
-
-impl Node {
-    /// A product as this node knows it, for views and hints that may trail the leader by
-    /// the time a change takes to reach this node (cart lines, availability hints, names):
-    /// on a single node, or on the shard's leader, the latest durable state; elsewhere
-    /// the last state the leader told this node of, if recent, else the leader's answer.
-    /// Decisions that must be exact (checkout prices, stock) use [`Node::product`] or the
-    /// product entity itself.
-    pub async fn product_view(&self, id: &str) -> ProductRead {
-        let remote = self
-            .cluster
-            .as_ref()
-            .is_some_and(|c| !c.serves(self.products.shard_of(id)));
-        if remote {
-            if let Some(known) = self.heard_products.get_within(id, PRODUCT_VIEW_AGE) {
-                return Ok(known);
-            }
-        }
-        let reply = self.product(id).await?;
-        // `product` keeps what a leader reads; a node that does not lead keeps it apart.
-        if remote && reply.state.details.is_some() {
-            self.heard_products
-                .update(id, reply.seq, reply.state.clone());
-        }
-        Ok(reply)
-    }
-
-    /// A product's latest durable state: from memory, or read from its shard (once).
-    pub async fn product(&self, id: &str) -> ProductRead {
-        // In a cluster, only the shard's leader sees every change as it is made.
-        let leads = match &self.cluster {
-            None => true,
-            Some(c) => {
-                let shard = self.products.shard_of(id);
-                c.serves(shard) && c.confirm_lead(shard).await
-            }
-        };
-        if leads {
-            if let Some(known) = self.current_products.get(id) {
-                return Ok(known);
-            }
-        }
-        let reply = self.products.read(id.to_owned()).await?;
-        // Only products that exist: reads of made-up ids must not fill memory.
-        if leads && reply.state.details.is_some() {
-            self.current_products
-                .update(id, reply.seq, reply.state.clone());
-        }
-        Ok(reply)
-    }
-}
-
-/// The auth settings of `config`, with the signing secret loaded or generated.
-pub fn auth(config: &Config) -> anyhow::Result<Auth> {
-    let secret = load_secret(&config.jwt_secret, &config.data_dir)?;
-    Ok(Auth {
-        tokens: Tokens::new(
-            &secret,
-            std::time::Duration::from_secs(config.access_token_ttl_secs),
-            std::time::Duration::from_secs(config.refresh_token_ttl_secs),
-        ),
-        limiter: LoginLimiter::new(
-            config.login_max_failures,
-            std::time::Duration::from_secs(config.login_lockout_secs),
-        ),
-        buckets: crate::auth::limiter::AddressBuckets::new(
-            config.auth_rate_per_minute,
-            config.auth_burst,
-        ),
-        hasher: crate::auth::passwords::Hasher::new(
-            match config.password_hash_concurrency {
-                0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-                n => n,
-            },
-            std::time::Duration::from_millis(config.password_hash_wait_ms),
-        ),
-        // A single node hears every change of every session at once; a cluster node only
-        // those of the shards it leads, so it trusts an "active" verdict for 2 s.
-        sessions: Arc::new(crate::auth::revocation::SessionGate::new(
-            if config.node_id == 0 {
-                std::time::Duration::from_secs(config.access_token_ttl_secs)
-            } else {
-                std::time::Duration::from_secs(2)
-            },
-        )),
-    })
-}
 
 /// Connections the kernel completes and queues before the server accepts them (capped
 /// by `net.core.somaxconn`). `std`'s `TcpListener::bind` asks for 128: a burst of more
@@ -442,7 +142,7 @@ pub fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
     let auth = auth(config)?;
     actix_web::rt::System::new().block_on(async {
         let runtime = Runtime::start(store, config.runtime());
-        let node = Node::new(&runtime, auth, config.shop_currency()?, None, None);
+        let node = AppState::new(&runtime, config, auth, None, None)?;
         let outcome = crate::auth::routes::ensure_admin(&node, email, &password).await;
         runtime.shutdown()?;
         println!("admin {email}: {}", outcome?);
@@ -540,22 +240,13 @@ async fn serve(
     let first = cluster
         .as_ref()
         .is_none_or(|c| c.settings.peers.keys().next() == Some(&c.me()));
-    let mut node = Node::new(
+    let node = web::Data::new(AppState::new(
         &runtime,
+        &config,
         auth,
-        config.shop_currency()?,
         metrics,
         cluster.clone(),
-    );
-    node.reservation_ttl = std::time::Duration::from_secs(config.reservation_ttl_secs);
-    node.live_settings = config.live();
-    node.max_pending_checkouts = config.max_pending_checkouts;
-    node.metrics_apart = !config.metrics_listen.is_empty();
-    node.reserved_admin = (!config.admin_email.is_empty())
-        .then(|| ecommesh_commerce::ids::customer_id(&config.admin_email));
-    node.client_ip = crate::http::client_ip::ClientIp::parse(&config.trusted_proxies)
-        .map_err(|e| anyhow!("invalid configuration: {e}"))?;
-    let node = web::Data::new(node);
+    )?);
     let fresh = (0..node.shards).all(|s| {
         runtime
             .store()
@@ -563,7 +254,7 @@ async fn serve(
             .is_ok_and(|e| e.is_empty())
     });
     // The admin account exists before HTTP serves, so nobody can register its email
-    // first (registration refuses it anyway: `Node::reserved_admin`). A fresh cluster
+    // first (registration refuses it anyway: `AppState::reserved_admin`). A fresh cluster
     // waits for a quorum (over the peer links, not HTTP); a node restarting with data, or
     // joining a running cluster, finds the admin there already and checks it in the
     // background, so a shard without a quorum never keeps a restarted node's HTTP down.
@@ -647,20 +338,27 @@ async fn serve(
         products = node.catalog.read().len(),
         "catalog projection built"
     );
-    node.catalog
-        .spawn(runtime.store().clone(), runtime.group_commit().clone());
+    actix_web::rt::spawn(
+        node.catalog
+            .clone()
+            .follow(runtime.store().clone(), runtime.group_commit().clone()),
+    );
     let orders = node
         .order_book
         .catch_up(&**runtime.store(), runtime.group_commit())
         .await?;
     tracing::info!(events = orders, "order book projection built");
-    node.order_book
-        .spawn(runtime.store().clone(), runtime.group_commit().clone());
-    crate::live::feed::spawn(node.clone());
-    crate::recovery::spawn(
-        node.clone(),
-        std::time::Duration::from_secs(config.checkout_timeout_secs),
+    actix_web::rt::spawn(
+        node.order_book
+            .clone()
+            .follow(runtime.store().clone(), runtime.group_commit().clone()),
     );
+    crate::live::feed::spawn(node.clone());
+    actix_web::rt::spawn(ecommesh_commerce::workflow::reconcile::run(
+        node.shop.clone(),
+        node.order_book.clone(),
+        std::time::Duration::from_secs(config.checkout_timeout_secs),
+    ));
     let max_body = config.max_body_bytes;
     let app_node = node.clone();
     let server = HttpServer::new(move || {
@@ -707,7 +405,7 @@ async fn serve(
 /// shop's port then answers 404 there, so a public shop does not publish its internals.
 fn metrics_apart(
     config: &Config,
-    node: web::Data<Node>,
+    node: web::Data<AppState>,
 ) -> anyhow::Result<Option<actix_web::dev::ServerHandle>> {
     if config.metrics_listen.is_empty() {
         return Ok(None);

@@ -9,9 +9,12 @@
 //! Every other transition is refused with `illegal_transition`.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+pub mod book;
 
 use crate::money::Money;
 use ecommesh_actors::{Entity, Rejection, RejectionKind};
@@ -92,7 +95,7 @@ pub struct OrderState {
     /// (status, at) for every transition, oldest first.
     pub history: Vec<(OrderStatus, u64)>,
     pub checkout: Option<CheckoutDetails>,
-    pub cancel_reason: Option<String>,
+    pub cancel_reason: Option<CancelReason>,
     /// The units of a partial return; `None` when nothing or everything was returned.
     pub returned_lines: Option<Vec<(String, u32)>>,
     /// Products whose units the checkout sold for this order (recorded after each sale,
@@ -158,7 +161,7 @@ pub enum OrderCommand {
     },
     Deliver,
     Cancel {
-        reason: String,
+        reason: CancelReason,
     },
     /// Returns a delivered order: every line when `lines` is `None`, else those units.
     Return {
@@ -346,13 +349,92 @@ fn total_of(lines: &[OrderLine]) -> Result<Money, OrderRejection> {
     Ok(total)
 }
 
+/// Why an order was cancelled. The `Cancelled` event stores it as its text (what
+/// [`fmt::Display`] writes), so journals written before it was typed read the same;
+/// [`CancelReason::stored`] reads that text back, and nothing else parses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CancelReason {
+    /// Some lines could not be held.
+    OutOfStock,
+    /// The provider refused the card; `code` is its decline code (`card_declined`, ...).
+    PaymentDeclined {
+        code: String,
+    },
+    /// The provider could not be asked, or refused the token.
+    PaymentFailed(String),
+    /// A hold was gone when the checkout came to sell it, after charging.
+    HoldLost,
+    /// The order was cancelled while its checkout was charging.
+    CancelledWhilePaying,
+    /// The reconciler found a charged order whose hold had expired.
+    HoldExpired,
+    /// The reconciler found an order whose checkout died before charging.
+    Interrupted,
+    ByCustomer,
+    ByAdmin,
+    /// A reason this build does not know (written by another build).
+    Other(String),
+}
+
+/// The stored text of a decline, before its code.
+const DECLINED: &str = "payment_declined: ";
+/// The stored text of a failed payment, before the provider's words.
+const FAILED: &str = "payment failed: ";
+
+impl CancelReason {
+    /// The reason a `Cancelled` event stored as `text`.
+    pub fn stored(text: &str) -> CancelReason {
+        use CancelReason::*;
+        if let Some(code) = text.strip_prefix(DECLINED) {
+            return PaymentDeclined {
+                code: code.to_owned(),
+            };
+        }
+        if let Some(why) = text.strip_prefix(FAILED) {
+            return PaymentFailed(why.to_owned());
+        }
+        [
+            OutOfStock,
+            HoldLost,
+            CancelledWhilePaying,
+            HoldExpired,
+            Interrupted,
+            ByCustomer,
+            ByAdmin,
+        ]
+        .into_iter()
+        .find(|r| r.to_string() == text)
+        .unwrap_or_else(|| Other(text.to_owned()))
+    }
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CancelReason::OutOfStock => f.write_str("out_of_stock"),
+            CancelReason::PaymentDeclined { code } => write!(f, "{DECLINED}{code}"),
+            CancelReason::PaymentFailed(why) => write!(f, "{FAILED}{why}"),
+            CancelReason::HoldLost => f.write_str("reservation lost before the payment completed"),
+            CancelReason::CancelledWhilePaying => f.write_str("cancelled while paying"),
+            CancelReason::HoldExpired => {
+                f.write_str("reservation expired before the payment completed")
+            }
+            CancelReason::Interrupted => f.write_str("checkout interrupted before payment"),
+            CancelReason::ByCustomer => f.write_str("cancelled by the customer"),
+            CancelReason::ByAdmin => f.write_str("cancelled by an admin"),
+            CancelReason::Other(text) => f.write_str(text),
+        }
+    }
+}
+
 pub struct Order;
 
 impl Entity for Order {
     const KIND: &'static str = "order";
     /// 3: the state gained `checkout`, `cancel_reason` (2) and `returned_lines` (3);
-    /// 4: `sold_lines` and `reversed_lines`. Older snapshots are rebuilt from the journal.
-    const STATE_VERSION: u16 = 4;
+    /// 4: `sold_lines` and `reversed_lines`; 5: `cancel_reason` typed. Older snapshots
+    /// are rebuilt from the journal.
+    const STATE_VERSION: u16 = 5;
     type State = OrderState;
     type Command = OrderCommand;
     type Event = OrderEvent;
@@ -425,7 +507,7 @@ impl Entity for Order {
             },
             Cancel { reason } => match state.status {
                 S::PendingPayment | S::Paid => OrderEvent::Cancelled {
-                    reason: reason.clone(),
+                    reason: reason.to_string(),
                     at_ms: now,
                 },
                 S::Cancelled => return Ok(vec![]),
@@ -530,7 +612,7 @@ impl Entity for Order {
             }
             OrderEvent::Delivered { at_ms } => (OrderStatus::Delivered, *at_ms),
             OrderEvent::Cancelled { reason, at_ms } => {
-                state.cancel_reason = Some(reason.clone());
+                state.cancel_reason = Some(CancelReason::stored(reason));
                 (OrderStatus::Cancelled, *at_ms)
             }
             OrderEvent::Returned { at_ms, .. } => (OrderStatus::Returned, *at_ms),
@@ -701,10 +783,38 @@ mod tests {
         assert!(when::<Order>(
             &shipped,
             Cancel {
-                reason: "late".into()
+                reason: CancelReason::ByCustomer
             }
         )
         .is_err());
+    }
+
+    #[test]
+    fn every_cancel_reason_reads_back_from_its_stored_text() {
+        use CancelReason::*;
+        for reason in [
+            OutOfStock,
+            PaymentDeclined {
+                code: "card_declined".into(),
+            },
+            PaymentFailed("unknown payment token \"tok_x\"".into()),
+            HoldLost,
+            CancelledWhilePaying,
+            HoldExpired,
+            Interrupted,
+            ByCustomer,
+            ByAdmin,
+            Other("written by another build".into()),
+        ] {
+            assert_eq!(CancelReason::stored(&reason.to_string()), reason);
+        }
+        // The text journals written before the reason was typed hold.
+        assert_eq!(
+            CancelReason::stored("payment_declined: insufficient_funds"),
+            PaymentDeclined {
+                code: "insufficient_funds".into()
+            }
+        );
     }
 
     #[test]
@@ -727,7 +837,7 @@ mod tests {
         assert!(when::<Order>(
             &h,
             Cancel {
-                reason: "again".into()
+                reason: CancelReason::ByAdmin
             }
         )
         .unwrap()

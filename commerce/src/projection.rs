@@ -82,19 +82,16 @@ impl<M: ReadModel> Projection<M> {
         Ok(batch.len())
     }
 
-    /// Follows the journal until the node stops.
-    pub fn spawn(self: &Arc<Self>, store: Arc<dyn EventStore>, commit: GroupCommit) {
-        let projection = self.clone();
-        actix_web::rt::spawn(async move {
-            loop {
-                if let Err(e) = projection.catch_up(&*store, &commit).await {
-                    if matches!(e, StoreError::ShutDown) {
-                        return;
-                    }
-                    tracing::error!(kind = M::KIND, error = %e, "projection could not catch up");
+    /// Follows the journal until the store shuts down (the caller spawns it).
+    pub async fn follow(self: Arc<Self>, store: Arc<dyn EventStore>, commit: GroupCommit) {
+        loop {
+            if let Err(e) = self.catch_up(&*store, &commit).await {
+                if matches!(e, StoreError::ShutDown) {
+                    return;
                 }
-                actix_web::rt::time::sleep(CATCH_UP_EVERY).await;
+                tracing::error!(kind = M::KIND, error = %e, "projection could not catch up");
             }
-        });
+            tokio::time::sleep(CATCH_UP_EVERY).await;
+        }
     }
 }

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::product::ProductState;
 use ecommesh_actors::Reply;
-use ecommesh_commerce::product::ProductState;
 use parking_lot::RwLock;
 
 /// A product's state, and when this node last heard of it.
@@ -40,8 +40,8 @@ impl CurrentProducts {
     /// Forgets the products of `shard` (of `shards`): the shard's lead moved, so changes
     /// may have been made elsewhere.
     pub fn forget_shard(&self, shard: u32, shards: u32) {
+        use crate::Product;
         use ecommesh_actors::Entity;
-        use ecommesh_commerce::Product;
         self.map.write().retain(|id, _| {
             ecommesh_actors::registry::shard_for(Product::KIND, id, shards) != shard
         });

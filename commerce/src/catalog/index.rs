@@ -5,16 +5,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::product::{Product, ProductEvent, ProductState};
 use ecommesh_actors::entity::decode_event;
 use ecommesh_actors::Entity;
-use ecommesh_commerce::product::{Product, ProductEvent, ProductState};
 use ecommesh_persistence::EventEnvelope;
 
 use crate::projection::ReadModel;
-use serde::Deserialize;
 
 /// How to order results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Sort {
     /// Best text match first (newest first without `q`).
@@ -179,7 +179,7 @@ impl CatalogIndex {
             *page.brands.entry(d.brand.clone()).or_default() += 1;
             hits.push((score, id.as_str(), &e.state));
         }
-        fn details(s: &ProductState) -> &ecommesh_commerce::product::ProductDetails {
+        fn details(s: &ProductState) -> &crate::product::ProductDetails {
             s.details.as_ref().expect("filtered above")
         }
         let newest = |a: &ProductState, b: &ProductState| b.created_at_ms.cmp(&a.created_at_ms);
@@ -212,8 +212,8 @@ impl CatalogIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ecommesh_commerce::product::{ProductDetails, ProductPatch};
-    use ecommesh_commerce::{Currency, Money};
+    use crate::product::{ProductDetails, ProductPatch};
+    use crate::{Currency, Money};
 
     /// (name, brand, category, price in cents, stock, created at)
     type Spec<'a> = (&'a str, &'a str, &'a str, i64, u64, u64);

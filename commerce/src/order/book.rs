@@ -3,10 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::{Order, OrderState, OrderStatus};
+use crate::Money;
 use ecommesh_actors::entity::decode_event;
 use ecommesh_actors::Entity;
-use ecommesh_commerce::order::{Order, OrderState, OrderStatus};
-use ecommesh_commerce::Money;
 use ecommesh_persistence::EventEnvelope;
 
 use crate::projection::ReadModel;
@@ -96,7 +96,7 @@ impl OrderBook {
         &self,
         since_ms: u64,
         top: usize,
-        currency: ecommesh_commerce::Currency,
+        currency: crate::Currency,
     ) -> Result<(Summary, Money), RevenueOverflow> {
         let mut s = Summary::default();
         let mut units: BTreeMap<&str, u64> = BTreeMap::new();
@@ -132,9 +132,9 @@ pub struct RevenueOverflow;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::order::{OrderEvent, OrderLine};
+    use crate::Currency;
     use ecommesh_actors::entity::encode_event;
-    use ecommesh_commerce::order::{OrderEvent, OrderLine};
-    use ecommesh_commerce::Currency;
 
     fn feed(book: &mut OrderBook, id: &str, seq: u64, e: OrderEvent) {
         let env = EventEnvelope::new(
