@@ -32,7 +32,7 @@ pub struct AppState {
     pub live: Arc<crate::live::Live>,
     pub live_settings: crate::live::LiveSettings,
     /// Checkouts under way per customer, and how many one customer may run at once.
-    pub checkouts: Arc<crate::http::checkout::Checkouts>,
+    pub checkouts: Arc<crate::checkouts::Checkouts>,
     pub max_pending_checkouts: usize,
     /// /metrics is served on `metrics_listen`, not on the shop's port.
     pub metrics_apart: bool,

@@ -6,14 +6,15 @@
 
 pub mod app;
 pub mod auth;
-pub mod bench;
-pub mod catalog;
+pub mod checkouts;
 pub mod cluster;
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod live;
 pub mod server;
 pub mod telemetry;
+pub mod views;
 
 pub use config::Config;
 pub use server::run;

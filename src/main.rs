@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ecommesh::bench::BenchArgs;
 use ecommesh::config::{Config, Overrides};
 
 /// sled allocates on every insert (node copies). Measured with `ecommesh bench journal`
@@ -34,8 +33,14 @@ enum Command {
     /// Run a node (the default when no subcommand is given).
     Serve,
     /// Measure this machine: `journal` (durable writes, activation, memory), `ws`
-    /// (websocket fan-out) or `load` (HTTP scenarios against a node).
-    Bench(Box<BenchArgs>),
+    /// (websocket fan-out), `load` (HTTP scenarios against a node) or `cluster`. Runs
+    /// `ecommesh-bench` (built next to this binary by `cargo build -p ecommesh-bench`),
+    /// with this command's node settings; `ecommesh bench --help` lists its options.
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Check the journal of the data directory for consistency (the node must be stopped).
     Check,
     /// Create or promote an admin account (the node must be stopped); the password is read
@@ -59,21 +64,43 @@ enum ClusterCommand {
     Remove(ecommesh::cluster::cli::ChangeArgs),
 }
 
+/// `ecommesh bench ARGS`: runs `ecommesh-bench ARGS` from this binary's directory, with
+/// this command's node settings as `ECOMMESH_*` variables, and this binary as the node.
+fn bench(
+    args: &[std::ffi::OsString],
+    overrides: &Overrides,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let me = std::env::current_exe()?;
+    let bench = me.with_file_name("ecommesh-bench");
+    let mut cmd = std::process::Command::new(&bench);
+    cmd.args(args)
+        .envs(overrides.to_env())
+        .env("ECOMMESH_NODE_BIN", &me);
+    if let Some(file) = config {
+        cmd.env("ECOMMESH_CONFIG", file);
+    }
+    let status = cmd.status().with_context(|| {
+        format!(
+            "cannot run {}: build the benchmarks with `cargo build --release -p ecommesh-bench` (the container image ships without them)",
+            bench.display()
+        )
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("the benchmark failed ({status})"))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = Config::load(cli.config.as_deref(), &cli.overrides).and_then(|config| {
         ecommesh::telemetry::init_logs(&config.log_format, &config.log_level);
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => ecommesh::run(config),
-            Command::Bench(mut args) => {
-                args.journal_engine = config.journal_engine.clone();
-                args.node_env = cli.overrides.to_env();
-                if let Some(file) = &cli.config {
-                    args.node_env
-                        .push(("ECOMMESH_CONFIG".into(), file.display().to_string()));
-                }
-                ecommesh::bench::run(&args)
-            }
+            Command::Bench { args } => bench(&args, &cli.overrides, cli.config.as_deref()),
             Command::Check => ecommesh::server::check(&config),
             Command::CreateAdmin { email } => ecommesh::server::create_admin(&config, &email),
             Command::Cluster(c) => {

@@ -308,7 +308,7 @@ async fn serve(
     }
     if cluster.is_none() {
         if fresh && config.demo_catalog {
-            let created = crate::catalog::demo::seed(&node).await?;
+            let created = crate::demo::seed(&node).await?;
             tracing::info!(created, "seeded the demo catalog");
         }
     } else if fresh && first && config.demo_catalog {
@@ -316,7 +316,7 @@ async fn serve(
         let node = node.clone();
         actix_web::rt::spawn(async move {
             loop {
-                match crate::catalog::demo::seed(&node).await {
+                match crate::demo::seed(&node).await {
                     Ok(seeded) => {
                         tracing::info!(seeded, "seeded the demo catalog");
                         break;

@@ -41,7 +41,7 @@ impl TestCluster {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             dirs,
             // One spare, for a node that joins later.
-            rpc: ecommesh::bench::node::peer_ports(n + 1).unwrap(),
+            rpc: ecommesh::cluster::ports::peer_ports(n + 1).unwrap(),
             nodes: (0..n).map(|_| None).collect(),
         };
         // All at once: the groups form when their first node starts.

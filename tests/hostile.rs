@@ -308,7 +308,7 @@ fn pre_registered_admin_email_races_a_cluster_start_and_loses() {
     // The build before this one served HTTP meanwhile, and an attacker's registration of
     // the admin email, queued first, was then promoted by the bootstrap.
     let tmp = tempfile::tempdir().unwrap();
-    let ports = ecommesh::bench::node::peer_ports(3).unwrap();
+    let ports = ecommesh::cluster::ports::peer_ports(3).unwrap();
     let base = format!("http://127.0.0.1:{}", ports[2]);
     let peers = format!("1=127.0.0.1:{},2=127.0.0.1:{}", ports[0], ports[1]);
     let command = |id: usize, listen: &str| {
@@ -718,7 +718,7 @@ fn hold_limit_bounds_checkouts_per_customer_and_abandoned_ones_finish() {
 fn metrics_and_data_files_are_not_public() {
     use std::os::unix::fs::PermissionsExt;
     let (_dir, data) = temp();
-    let port = ecommesh::bench::node::peer_ports(1).unwrap()[0];
+    let port = ecommesh::cluster::ports::peer_ports(1).unwrap()[0];
     let metrics_at = format!("127.0.0.1:{port}");
     let node = Node::start(&data, &["--metrics-listen", &metrics_at]);
     let http = client();

@@ -19,7 +19,7 @@ const CLUSTER_SECRET: &str = "peer-link-test-secret-0123456789abcdef";
 /// dialling of node 2, at a port nobody listens on, fails and retries: harmless here).
 fn start() -> (Node, String, tempfile::TempDir) {
     let (dir, data) = common::temp();
-    let ports = ecommesh::bench::node::peer_ports(2).unwrap();
+    let ports = ecommesh::cluster::ports::peer_ports(2).unwrap();
     let rpc = format!("127.0.0.1:{}", ports[0]);
     let peers = format!("1={rpc},2=127.0.0.1:{}", ports[1]);
     let mut cmd = common::command(

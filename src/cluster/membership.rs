@@ -19,23 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::network::{decode, encode, PeerRequest};
 use super::types::{NodeAddr, NodeId, Raft};
+pub use super::types::{Step, StepOutcome};
 use super::{placement, Cluster};
-
-/// One step of a placement change, run by the leader of a shard.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Step {
-    AddLearner { id: NodeId, addr: NodeAddr },
-    SetVoters { voters: BTreeSet<NodeId> },
-    RemoveNode { id: NodeId },
-}
-
-/// What the leader answered to a step.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum StepOutcome {
-    Done,
-    NotLeader,
-    Failed(String),
-}
 
 /// A change of the node set.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

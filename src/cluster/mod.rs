@@ -18,6 +18,7 @@ pub mod handshake;
 pub mod journal;
 pub mod membership;
 pub mod network;
+pub mod ports;
 pub mod router;
 pub mod storage;
 pub mod transport;

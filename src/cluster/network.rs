@@ -36,7 +36,7 @@ pub enum PeerRequest {
     /// A step of a node-set change, for the shard's leader.
     Place {
         group: u32,
-        step: super::membership::Step,
+        step: super::types::Step,
     },
     /// Durable changes made on the sending node, for this node's live subscribers.
     Changes { payload: Vec<u8> },

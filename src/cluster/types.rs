@@ -1,6 +1,7 @@
 //! The types a shard's Raft group is made of: what an entry carries, what applying it
 //! answers, and how a node is addressed.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io::Cursor;
 
@@ -62,3 +63,19 @@ pub type StorageError = openraft::StorageError<NodeId>;
 pub type RaftError<E = openraft::error::Infallible> = openraft::error::RaftError<NodeId, E>;
 pub type RpcError<E = openraft::error::Infallible> =
     openraft::error::RPCError<NodeId, NodeAddr, RaftError<E>>;
+
+/// One step of a placement change, run by the leader of a shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Step {
+    AddLearner { id: NodeId, addr: NodeAddr },
+    SetVoters { voters: BTreeSet<NodeId> },
+    RemoveNode { id: NodeId },
+}
+
+/// What the leader answered to a step.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum StepOutcome {
+    Done,
+    NotLeader,
+    Failed(String),
+}

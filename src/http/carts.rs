@@ -8,15 +8,15 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use ecommesh_actors::{EntityError, Reply};
 use ecommesh_commerce::cart::{CartCommand, CartRejection, CartState};
-use ecommesh_commerce::Money;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::AppState;
 use crate::auth::extract::Caller;
 use crate::http::errors::ApiError;
 use crate::http::json::Json;
-use crate::http::products::MoneyJson;
+use crate::views::cart::{view, CartView};
+use crate::views::check_id;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/cart", web::get().to(get_cart))
@@ -24,23 +24,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/cart/items", web::post().to(add_item))
         .route("/cart/items/{product_id}", web::patch().to(set_quantity))
         .route("/cart/items/{product_id}", web::delete().to(remove_item));
-}
-
-/// Ids in paths: 1 to 128 characters of letters, digits, `-`, `_` and `.`.
-pub fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_field(
-            field,
-            "must be 1 to 128 characters of letters, digits, '-', '_' or '.'",
-        ))
-    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -54,58 +37,6 @@ pub struct AddItem {
 #[serde(deny_unknown_fields)]
 pub struct SetQuantity {
     pub quantity: u32,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CartLine {
-    pub product_id: String,
-    pub name: String,
-    pub quantity: u32,
-    pub unit_price: MoneyJson,
-    pub line_total: MoneyJson,
-    /// Units available right now (the cart holds none).
-    pub available: u64,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CartView {
-    /// Grows by one with every change of the cart.
-    pub version: u64,
-    pub items: Vec<CartLine>,
-    pub total_units: u64,
-    pub total: MoneyJson,
-}
-
-/// Prices the cart's lines with each product's current price.
-pub async fn view(node: &AppState, reply: Reply<Arc<CartState>>) -> Result<CartView, ApiError> {
-    let now = ecommesh_persistence::now_ms();
-    let mut total = Money::new(0, node.shop.currency);
-    let mut items = Vec::with_capacity(reply.state.items.len());
-    for (product_id, quantity) in &reply.state.items {
-        let product = node.shop.product_view(product_id).await?.state;
-        let Some(d) = &product.details else { continue };
-        let line_total = d
-            .price
-            .checked_mul(*quantity as u64)
-            .ok_or_else(|| ApiError::amount_overflow(format!("the line total of {product_id}")))?;
-        total = total
-            .checked_add(line_total)
-            .ok_or_else(|| ApiError::amount_overflow("the cart's total"))?;
-        items.push(CartLine {
-            product_id: product_id.clone(),
-            name: d.name.clone(),
-            quantity: *quantity,
-            unit_price: MoneyJson::from_money(d.price),
-            line_total: MoneyJson::from_money(line_total),
-            available: product.available_at(now),
-        });
-    }
-    Ok(CartView {
-        version: reply.seq,
-        total_units: reply.state.total_units(),
-        items,
-        total: MoneyJson::from_money(total),
-    })
 }
 
 /// The units of a product on sale now; refuses one that does not exist or is archived.

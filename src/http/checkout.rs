@@ -2,13 +2,9 @@
 //! bounded), runs the checkout workflow (`ecommesh_commerce::workflow::checkout`) to its
 //! end even if the client goes away, and answers the paid order or a problem.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use ecommesh_commerce::ids::order_id;
-use ecommesh_commerce::order::Address;
 use ecommesh_commerce::workflow::checkout::{self as workflow, Paid};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -17,7 +13,7 @@ use crate::app::AppState;
 use crate::auth::extract::Caller;
 use crate::http::errors::ApiError;
 use crate::http::json::Json;
-use crate::http::orders::{order_view, order_view_with};
+use crate::views::order::{order_view, order_view_with, AddressInput};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/checkout", web::post().to(checkout));
@@ -27,44 +23,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 pub struct PaymentInput {
     pub token: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddressInput {
-    pub name: String,
-    pub line1: String,
-    #[serde(default)]
-    pub line2: Option<String>,
-    pub city: String,
-    pub postal_code: String,
-    pub country: String,
-}
-
-impl From<AddressInput> for Address {
-    fn from(a: AddressInput) -> Self {
-        Address {
-            name: a.name,
-            line1: a.line1,
-            line2: a.line2,
-            city: a.city,
-            postal_code: a.postal_code,
-            country: a.country,
-        }
-    }
-}
-
-impl From<Address> for AddressInput {
-    fn from(a: Address) -> Self {
-        AddressInput {
-            name: a.name,
-            line1: a.line1,
-            line2: a.line2,
-            city: a.city,
-            postal_code: a.postal_code,
-            country: a.country,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -97,7 +55,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(key)
 }
 
-#[utoipa::path(post, path = "/api/v1/checkout", tag = "checkout", params(("Idempotency-Key" = String, Header, description = "Unique per checkout attempt; a retry with the same key and body returns the same outcome")), request_body = CheckoutRequest, security(("bearer" = [])), responses((status = 201, description = "The paid order", body = crate::http::orders::OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/api/v1/checkout", tag = "checkout", params(("Idempotency-Key" = String, Header, description = "Unique per checkout attempt; a retry with the same key and body returns the same outcome")), request_body = CheckoutRequest, security(("bearer" = [])), responses((status = 201, description = "The paid order", body = crate::views::order::OrderView), (status = "4XX", description = "A problem document saying what was wrong", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json"), (status = 503, description = "Overloaded or shutting down: retry after Retry-After", body = crate::http::errors::ProblemSchema, content_type = "application/problem+json")))]
 pub async fn checkout(
     node: web::Data<AppState>,
     caller: Caller,
@@ -117,8 +75,12 @@ pub async fn checkout(
     ));
     let id = order_id(&caller.id, &key);
     // Checkouts under way per customer are bounded: each holds stock while it runs.
-    let Some(slot) = Checkouts::start(&node.checkouts, &caller.id, &id, node.max_pending_checkouts)
-    else {
+    let Some(slot) = crate::checkouts::Checkouts::start(
+        &node.checkouts,
+        &caller.id,
+        &id,
+        node.max_pending_checkouts,
+    ) else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_pending_checkouts",
@@ -158,62 +120,4 @@ pub async fn checkout(
         None => order_view(&node, &id, &order).await?,
     };
     Ok(HttpResponse::Created().json(view))
-}
-
-/// Checkouts under way on this node, per customer: by order, since retries of one
-/// checkout (one Idempotency-Key, one order) meet in one order and hold nothing more.
-#[derive(Default)]
-pub struct Checkouts {
-    running: parking_lot::Mutex<HashMap<String, HashMap<String, usize>>>,
-}
-
-/// One request of a checkout under way; its place is given back when it is dropped.
-pub struct CheckoutSlot {
-    owner: Arc<Checkouts>,
-    customer: String,
-    order: String,
-}
-
-impl Checkouts {
-    /// A place for a request of `customer`'s checkout `order`, unless `max` other
-    /// checkouts of the customer run already.
-    pub fn start(
-        this: &Arc<Checkouts>,
-        customer: &str,
-        order: &str,
-        max: usize,
-    ) -> Option<CheckoutSlot> {
-        let mut running = this.running.lock();
-        let orders = running.entry(customer.to_owned()).or_default();
-        if !orders.contains_key(order) && orders.len() >= max {
-            if orders.is_empty() {
-                running.remove(customer);
-            }
-            return None;
-        }
-        *orders.entry(order.to_owned()).or_default() += 1;
-        Some(CheckoutSlot {
-            owner: this.clone(),
-            customer: customer.to_owned(),
-            order: order.to_owned(),
-        })
-    }
-}
-
-impl Drop for CheckoutSlot {
-    fn drop(&mut self) {
-        let mut running = self.owner.running.lock();
-        let Some(orders) = running.get_mut(&self.customer) else {
-            return;
-        };
-        if let Some(n) = orders.get_mut(&self.order) {
-            *n -= 1;
-            if *n == 0 {
-                orders.remove(&self.order);
-            }
-        }
-        if orders.is_empty() {
-            running.remove(&self.customer);
-        }
-    }
 }

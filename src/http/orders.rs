@@ -8,7 +8,6 @@ use ecommesh_actors::EntityError;
 use ecommesh_commerce::order::{
     CancelReason, OrderCommand, OrderRejection, OrderState, OrderStatus,
 };
-use ecommesh_commerce::payment::PaymentState;
 use ecommesh_commerce::workflow::settle;
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +15,8 @@ use crate::app::AppState;
 use crate::auth::extract::{Admin, Caller};
 use crate::http::errors::ApiError;
 use crate::http::json::Json;
-use crate::http::products::{rfc3339, MoneyJson};
+use crate::views::order::{order_view, OrderView};
+use crate::views::{rfc3339, MoneyJson};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/orders", web::get().to(list_own))
@@ -148,7 +148,7 @@ async fn transition(
     id: &str,
     cmd: OrderCommand,
 ) -> Result<HttpResponse, ApiError> {
-    super::carts::check_id("id", id)?;
+    crate::views::check_id("id", id)?;
     match node.shop.orders.execute(id.to_owned(), cmd, None).await {
         Ok(reply) => {
             let mut view = order_view(node, id, &reply.state).await?;
@@ -264,122 +264,13 @@ pub async fn sales_summary(
     }))
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct OrderLineView {
-    pub product_id: String,
-    /// The product's current name.
-    pub name: String,
-    pub quantity: u32,
-    pub unit_price: MoneyJson,
-    pub line_total: MoneyJson,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct StatusChange {
-    /// `pending_payment`, `paid`, `shipped`, `delivered`, `cancelled`, `returned` or `refunded`.
-    #[schema(value_type = String)]
-    pub status: OrderStatus,
-    pub at: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct PaymentView {
-    pub provider: String,
-    pub status: &'static str,
-    pub charge_id: Option<String>,
-    pub refunded: MoneyJson,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct OrderView {
-    pub id: String,
-    pub customer_id: String,
-    /// `pending_payment`, `paid`, `shipped`, `delivered`, `cancelled`, `returned` or `refunded`.
-    #[schema(value_type = String)]
-    pub status: OrderStatus,
-    pub lines: Vec<OrderLineView>,
-    pub total: MoneyJson,
-    pub shipping_address: Option<crate::http::checkout::AddressInput>,
-    pub payment: Option<PaymentView>,
-    pub carrier: Option<String>,
-    pub tracking_number: Option<String>,
-    pub cancel_reason: Option<String>,
-    pub created_at: String,
-    pub history: Vec<StatusChange>,
-    pub version: u64,
-}
-
-/// The order as its owner sees it, with its payment.
-pub async fn order_view(node: &AppState, id: &str, o: &OrderState) -> Result<OrderView, ApiError> {
-    let p = node.shop.payments.read(id.to_owned()).await?.state;
-    order_view_with(node, id, o, &p).await
-}
-
-/// [`order_view`] with the order's payment known already (the checkout that recorded it).
-pub async fn order_view_with(
-    node: &AppState,
-    id: &str,
-    o: &OrderState,
-    p: &PaymentState,
-) -> Result<OrderView, ApiError> {
-    let total = o
-        .total
-        .unwrap_or(ecommesh_commerce::Money::new(0, node.shop.currency));
-    let payment = p.amount.map(|_| PaymentView {
-        provider: p.provider.clone(),
-        status: match (&p.outcome, p.refunded) {
-            (Some(ecommesh_commerce::payment::Outcome::Declined { .. }), _) => "declined",
-            (_, r) if r > 0 => "refunded",
-            _ => "charged",
-        },
-        charge_id: p.charge_id().map(str::to_owned),
-        refunded: MoneyJson::from_money(ecommesh_commerce::Money::new(p.refunded, total.currency)),
-    });
-    let mut lines = Vec::with_capacity(o.lines.len());
-    for l in &o.lines {
-        lines.push(OrderLineView {
-            product_id: l.product_id.clone(),
-            name: crate::catalog::product_name(node, &l.product_id).await,
-            quantity: l.quantity,
-            unit_price: MoneyJson::from_money(l.unit_price),
-            line_total: MoneyJson::from_money(
-                l.unit_price.checked_mul(l.quantity as u64).ok_or_else(|| {
-                    ApiError::amount_overflow(format!("the line total of {}", l.product_id))
-                })?,
-            ),
-        });
-    }
-    Ok(OrderView {
-        id: id.to_owned(),
-        customer_id: o.customer_id.clone(),
-        status: o.status,
-        lines,
-        total: MoneyJson::from_money(total),
-        shipping_address: o.checkout.as_ref().map(|c| c.shipping.clone().into()),
-        payment,
-        carrier: o.carrier.clone(),
-        tracking_number: o.tracking.clone(),
-        cancel_reason: o.cancel_reason.as_ref().map(|r| r.to_string()),
-        created_at: rfc3339(o.placed_at_ms),
-        history: o
-            .history
-            .iter()
-            .map(|(status, at)| StatusChange {
-                status: *status,
-                at: rfc3339(*at),
-            })
-            .collect(),
-        version: 0,
-    })
-}
-
 /// The order if the caller may see it; 404 otherwise (never 403: ids are not confirmed).
 pub async fn visible(
     node: &AppState,
     caller: &Caller,
     id: &str,
 ) -> Result<(Arc<OrderState>, u64), ApiError> {
-    super::carts::check_id("id", id)?;
+    crate::views::check_id("id", id)?;
     let reply = node.shop.orders.read(id.to_owned()).await?;
     if reply.state.status == OrderStatus::New
         || (reply.state.customer_id != caller.id && !caller.is_admin())
@@ -472,7 +363,7 @@ pub async fn approve_return(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    super::carts::check_id("id", &id)?;
+    crate::views::check_id("id", &id)?;
     let order = node.shop.orders.read(id.clone()).await?.state;
     match order.status {
         OrderStatus::Returned => settle::settle(&node.shop, &id).await?,

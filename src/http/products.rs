@@ -6,14 +6,16 @@ use std::collections::BTreeMap;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use ecommesh_actors::EntityError;
-use ecommesh_commerce::product::{ProductCommand, ProductDetails, ProductPatch, ProductState};
-use ecommesh_commerce::{Currency, Money};
+use ecommesh_commerce::ids::product_id;
+use ecommesh_commerce::product::{ProductCommand, ProductDetails, ProductPatch};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
 use crate::auth::extract::{Admin, Caller};
 use crate::http::errors::ApiError;
 use crate::http::json::Json;
+use crate::views::product::{view, ProductView};
+use crate::views::MoneyJson;
 use ecommesh_commerce::catalog::{Query, Sort};
 
 pub const MAX_PER_PAGE: u32 = 100;
@@ -25,109 +27,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/products/{id}", web::patch().to(update))
         .route("/products/{id}", web::delete().to(archive))
         .route("/products/{id}/restock", web::post().to(restock));
-}
-
-use ecommesh_commerce::ids::product_id;
-
-/// Money on the wire: integer minor units and an ISO 4217 code.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MoneyJson {
-    pub amount: i64,
-    pub currency: String,
-}
-
-impl MoneyJson {
-    pub fn from_money(m: Money) -> Self {
-        MoneyJson {
-            amount: m.amount,
-            currency: m.currency.to_string(),
-        }
-    }
-
-    /// The price, if it is a valid one in the shop's currency.
-    pub fn to_price(&self, field: &str, shop: Currency) -> Result<Money, ApiError> {
-        let currency = Currency::parse(&self.currency).ok_or_else(|| {
-            ApiError::invalid_field(
-                &format!("{field}.currency"),
-                "must be a 3-letter ISO 4217 code such as USD",
-            )
-        })?;
-        if currency != shop {
-            return Err(ApiError::invalid_field(
-                &format!("{field}.currency"),
-                format!("this shop sells in {shop}"),
-            ));
-        }
-        if self.amount < 0 {
-            return Err(ApiError::invalid_field(
-                &format!("{field}.amount"),
-                "must not be negative (minor units, e.g. cents)",
-            ));
-        }
-        Ok(Money::new(self.amount, currency))
-    }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Stock {
-    pub available: u64,
-    /// The rest only for admins: held by checkouts, sold, and every unit ever added.
-    /// `available + reserved + sold == received` always holds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reserved: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sold: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub received: Option<u64>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ProductView {
-    pub id: String,
-    pub sku: String,
-    pub name: String,
-    pub description: String,
-    pub category: String,
-    pub brand: String,
-    pub price: MoneyJson,
-    pub images: Vec<String>,
-    pub archived: bool,
-    pub created_at: String,
-    pub stock: Stock,
-}
-
-/// RFC 3339 UTC of a millisecond timestamp.
-pub fn rfc3339(ms: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-pub fn view(id: &str, s: &ProductState, now_ms: u64) -> Option<ProductView> {
-    let d = s.details.as_ref()?;
-    Some(ProductView {
-        id: id.to_owned(),
-        sku: d.sku.clone(),
-        name: d.name.clone(),
-        description: d.description.clone(),
-        category: d.category.clone(),
-        brand: d.brand.clone(),
-        price: MoneyJson::from_money(d.price),
-        images: d.images.clone(),
-        archived: s.archived,
-        created_at: rfc3339(s.created_at_ms),
-        stock: Stock {
-            available: s.available_at(now_ms),
-            reserved: None,
-            sold: None,
-            received: None,
-        },
-    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -242,7 +141,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    super::carts::check_id("id", &id)?;
+    crate::views::check_id("id", &id)?;
     let reply = node.shop.product(&id).await?;
     let now = ecommesh_persistence::now_ms();
     let mut v =
@@ -326,7 +225,7 @@ pub struct UpdateProduct {
 }
 
 async fn run(node: &AppState, id: String, cmd: ProductCommand) -> Result<HttpResponse, ApiError> {
-    super::carts::check_id("id", &id)?;
+    crate::views::check_id("id", &id)?;
     let reply = node.shop.products.execute(id.clone(), cmd, None).await?;
     let v = view(&id, &reply.state, ecommesh_persistence::now_ms())
         .ok_or_else(|| ApiError::not_found("no such product"))?;

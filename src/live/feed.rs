@@ -17,7 +17,7 @@ use super::protocol::{cart_channel, orders_channel, product_channel, Update};
 use super::sales::{Sale, SaleLine};
 use super::{Change, LowStock};
 use crate::app::AppState;
-use crate::http::products::{self, MoneyJson};
+use crate::views::{self, MoneyJson};
 
 /// Starts the feed and the per-second sales ticker on their own thread. Call once, after
 /// the catalog projection has caught up (it seeds the low-stock list).
@@ -168,7 +168,7 @@ fn product(node: &AppState, c: &Committed<Product>) {
     });
     // The view is made only for someone: most stock changes (every sale) have no watcher.
     if hub.has_subscribers(&channel) || (listed && hub.has_subscribers("catalog")) {
-        let view = products::view(id, &c.state, now);
+        let view = views::product::view(id, &c.state, now);
         let event = event_names::<Product>(&c.events);
         publish_change(node, &channel, &channel, &event, Some(id), c, &view);
         if listed {
@@ -252,7 +252,7 @@ async fn cart(node: &AppState, c: Committed<Cart>) {
         seq: c.seq,
         state: c.state.clone(),
     };
-    match crate::http::carts::view(node, reply).await {
+    match crate::views::cart::view(node, reply).await {
         Ok(view) => {
             publish_change(node, &channel, "cart", &event, None, &c, &view);
         }
@@ -265,7 +265,7 @@ async fn order(node: &AppState, c: &Committed<Order>) {
     let event = event_names::<Order>(&c.events);
     let channel = orders_channel(&c.state.customer_id);
     if node.live.hub.has_subscribers(&channel) {
-        match crate::http::orders::order_view(node, id, &c.state).await {
+        match crate::views::order::order_view(node, id, &c.state).await {
             Ok(view) => {
                 publish_change(node, &channel, "orders", &event, Some(id), c, &view);
             }
@@ -304,7 +304,7 @@ async fn sale(
     for l in &o.lines {
         lines.push(SaleLine {
             product_id: l.product_id.clone(),
-            name: crate::catalog::product_name(node, &l.product_id).await,
+            name: crate::views::product::product_name(node, &l.product_id).await,
             quantity: l.quantity,
         });
     }
@@ -315,7 +315,7 @@ async fn sale(
         amount: MoneyJson::from_money(amount.unwrap_or(Money::new(0, node.shop.currency))),
         items: lines.iter().map(|l| l.quantity as u64).sum(),
         lines,
-        at: products::rfc3339(at_ms),
+        at: views::rfc3339(at_ms),
         seq,
     }
 }

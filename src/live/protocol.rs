@@ -106,7 +106,7 @@ impl Topic {
             "admin:stock" => Topic::AdminStock,
             _ => match s.strip_prefix("product:") {
                 Some(id) => {
-                    crate::http::carts::check_id("topic", id).map_err(|_| {
+                    crate::views::check_id("topic", id).map_err(|_| {
                         format!("{s:?}: a product id is 1 to 128 letters, digits, '-', '_' or '.'")
                     })?;
                     Topic::Product(id.to_owned())

@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use ecommesh_commerce::{Currency, Money};
 use serde::Serialize;
 
-use crate::http::products::MoneyJson;
+use crate::views::MoneyJson;
 
 /// Seconds of aggregates kept, for the dashboard's chart and the top-products window.
 pub const WINDOW_SECS: usize = 60;
@@ -166,7 +166,7 @@ impl SalesBoard {
         let tick = Tick {
             seq: self.ticks,
             second,
-            at: crate::http::products::rfc3339(second * 1000),
+            at: crate::views::rfc3339(second * 1000),
             orders: b.orders,
             revenue: self.money(b.revenue),
             items: b.items,

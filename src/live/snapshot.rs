@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::protocol::Topic;
 use crate::app::AppState;
 use crate::http::errors::ApiError;
-use crate::http::products;
+use crate::views::product;
 
 /// A customer's most recent orders shown on subscribe; older ones are in the REST API.
 const ORDERS_SHOWN: usize = 50;
@@ -35,7 +35,7 @@ pub async fn of(
     Ok(match topic {
         Topic::Product(id) => {
             let reply = node.shop.products.read(id.clone()).await?;
-            let view = products::view(id, &reply.state, now_ms())
+            let view = product::view(id, &reply.state, now_ms())
                 .ok_or_else(|| ApiError::not_found(format!("product {id} does not exist")))?;
             Snapshot {
                 seq: reply.seq,
@@ -51,7 +51,7 @@ pub async fn of(
         Topic::Cart => {
             let reply = node.shop.carts.read(customer.to_owned()).await?;
             let seq = reply.seq;
-            let view = crate::http::carts::view(node, reply).await?;
+            let view = crate::views::cart::view(node, reply).await?;
             Snapshot {
                 seq,
                 data: json_of(&view),
@@ -72,7 +72,7 @@ pub async fn of(
             for id in ids {
                 let reply = node.shop.orders.read(id.clone()).await?;
                 orders.push(json_of(
-                    &crate::http::orders::order_view(node, &id, &reply.state).await?,
+                    &crate::views::order::order_view(node, &id, &reply.state).await?,
                 ));
                 shown.insert(id.into_boxed_str(), reply.seq);
             }

@@ -43,8 +43,9 @@ impl Cluster {
             dir: tempfile::tempdir()?,
             rpc: super::node::peer_ports(n)?,
             rf,
-            secret: crate::auth::tokens::random_id() + &crate::auth::tokens::random_id(),
-            cluster_secret: crate::auth::tokens::random_id() + &crate::auth::tokens::random_id(),
+            secret: ecommesh::auth::tokens::random_id() + &ecommesh::auth::tokens::random_id(),
+            cluster_secret: ecommesh::auth::tokens::random_id()
+                + &ecommesh::auth::tokens::random_id(),
             members: Vec::new(),
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -91,7 +92,7 @@ impl Cluster {
             .get(i)
             .map(|m| m.base.trim_start_matches("http://").to_owned())
             .unwrap_or_else(|| "127.0.0.1:0".into());
-        let mut cmd = Command::new(std::env::current_exe()?);
+        let mut cmd = Command::new(super::node::binary()?);
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("n{}", i + 1)))

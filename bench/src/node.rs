@@ -1,6 +1,6 @@
-//! A node for a benchmark to measure: this binary, started as a child process on a fresh
-//! temporary data directory and a free loopback port, with a known admin account and
-//! token secret; stopped on drop.
+//! A node for a benchmark to measure: the `ecommesh` binary, started as a child process
+//! on a fresh temporary data directory and a free loopback port, with a known admin
+//! account and token secret; stopped on drop.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +10,24 @@ use anyhow::{anyhow, Context};
 
 pub const ADMIN_EMAIL: &str = "bench@ecommesh.local";
 pub const ADMIN_PASSWORD: &str = "bench-password-1";
+
+/// The node binary: `ECOMMESH_NODE_BIN` (which `ecommesh bench` sets to itself), else
+/// the `ecommesh` next to this binary (cargo builds both into one directory).
+pub fn binary() -> anyhow::Result<std::path::PathBuf> {
+    if let Some(bin) = std::env::var_os("ECOMMESH_NODE_BIN") {
+        return Ok(bin.into());
+    }
+    let me = std::env::current_exe()?;
+    let node = me.with_file_name("ecommesh");
+    if node.is_file() {
+        Ok(node)
+    } else {
+        Err(anyhow!(
+            "no node binary at {}: build it (cargo build --release), or set ECOMMESH_NODE_BIN",
+            node.display()
+        ))
+    }
+}
 
 pub struct Node {
     child: Child,
@@ -53,8 +71,8 @@ impl Node {
     /// and waits until it serves HTTP.
     pub fn start(extra: &[&str], env: &[(String, String)]) -> anyhow::Result<Node> {
         let dir = tempfile::tempdir()?;
-        let secret = crate::auth::tokens::random_id() + &crate::auth::tokens::random_id();
-        let mut cmd = Command::new(std::env::current_exe()?);
+        let secret = ecommesh::auth::tokens::random_id() + &ecommesh::auth::tokens::random_id();
+        let mut cmd = Command::new(binary()?);
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
@@ -70,10 +88,6 @@ impl Node {
             _dir: dir,
         })
     }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
 }
 
 impl Drop for Node {
@@ -83,28 +97,4 @@ impl Drop for Node {
     }
 }
 
-/// Loopback ports for nodes' peer links that stay free while a node is down: taken below
-/// the kernel's ephemeral range (where outgoing connections get their local ports, and
-/// one could take a killed node's port before it restarts), and never handed out twice
-/// in one process (parallel tests each start clusters).
-pub fn peer_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    use rand::Rng;
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let mut given = GIVEN
-        .lock()
-        .map_err(|_| anyhow!("port registry poisoned"))?;
-    let mut ports = Vec::with_capacity(n);
-    let mut rng = rand::thread_rng();
-    for _ in 0..10_000 {
-        if ports.len() == n {
-            return Ok(ports);
-        }
-        let port = rng.gen_range(20_000..32_000);
-        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            given.insert(port);
-            ports.push(port);
-        }
-    }
-    Err(anyhow!("no {n} free loopback ports in 20000..32000"))
-}
+pub use ecommesh::cluster::ports::peer_ports;

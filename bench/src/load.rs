@@ -24,12 +24,12 @@ use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::node::Node;
+use super::report::{Check, PhaseReport, Report, SecondFigures, COLUMNS};
 use super::{machine, now_utc, BenchArgs};
-use crate::auth::tokens::{random_id, Tokens};
+use ecommesh::auth::tokens::{random_id, Tokens};
 
 const SCENARIOS: &[&str] = &[
     "ping",
@@ -78,55 +78,6 @@ impl Scenario {
     fn name(self) -> &'static str {
         SCENARIOS[self as usize]
     }
-}
-
-/// One scenario's figures.
-#[derive(Debug, Clone, Serialize)]
-pub struct PhaseReport {
-    pub scenario: String,
-    pub seconds: f64,
-    pub requests: u64,
-    /// Non-2xx answers by status (`0`: no answer: connection or timeout errors).
-    pub errors: BTreeMap<u16, u64>,
-    pub per_sec: f64,
-    /// Throughput relative to `ping_per_sec`.
-    pub vs_ping: f64,
-    /// `ping`'s throughput in the slices interleaved with this scenario's (see
-    /// [`measure`]); for `ping` itself, over all its slices.
-    pub ping_per_sec: f64,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-    pub max_ms: f64,
-    /// Per second of the phase: requests answered and their p99.
-    pub timeline: Vec<SecondFigures>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SecondFigures {
-    pub second: usize,
-    pub requests: u64,
-    /// Requests per second in that second (the last one may be partial).
-    pub per_sec: f64,
-    pub p99_ms: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub what: String,
-    pub passed: bool,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub machine: String,
-    pub date: String,
-    pub mode: String,
-    pub connections: usize,
-    pub phases: Vec<PhaseReport>,
-    pub checks: Vec<Check>,
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -876,33 +827,6 @@ async fn phase(
     };
     (measured, workers)
 }
-
-impl PhaseReport {
-    /// The figures of the table: scenario, requests, errors, req/s, x ping, the paired
-    /// ping's req/s, p50, p90, p99, p99.9, max (ms).
-    pub fn cells(&self) -> [String; 11] {
-        let errors: u64 = self.errors.values().sum();
-        [
-            self.scenario.clone(),
-            self.requests.to_string(),
-            errors.to_string(),
-            format!("{:.0}", self.per_sec),
-            format!("{:.2}", self.vs_ping),
-            format!("{:.0}", self.ping_per_sec),
-            format!("{:.2}", self.p50_ms),
-            format!("{:.2}", self.p90_ms),
-            format!("{:.2}", self.p99_ms),
-            format!("{:.2}", self.p999_ms),
-            format!("{:.2}", self.max_ms),
-        ]
-    }
-}
-
-/// Column titles, as `cells` orders them.
-pub const COLUMNS: [&str; 11] = [
-    "scenario", "requests", "errors", "req/s", "x ping", "ping/s", "p50 ms", "p90 ms", "p99 ms",
-    "p99.9", "max ms",
-];
 
 fn print_table(phases: &[PhaseReport]) {
     const WIDTHS: [usize; 11] = [15, 9, 7, 10, 7, 8, 8, 8, 8, 8, 8];

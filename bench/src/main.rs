@@ -1,20 +1,79 @@
-//! `ecommesh bench`: figures measured on the machine it runs on, printed with that
-//! machine's description. Every loop is bounded; nothing leaves the machine.
+//! `ecommesh-bench`, also run as `ecommesh bench ...`: figures measured on the machine it
+//! runs on, printed with that machine's description. Every loop is bounded; nothing
+//! leaves the machine.
 //!
 //! - `journal`: the durable write path, activation and memory per entity;
 //! - `ws`: websocket fan-out, from a write's acknowledgement to each subscriber;
-//! - `load`: HTTP load scenarios against a node, each compared with `ping` in the same run.
+//! - `load`: HTTP load scenarios against a node, each compared with `ping` in the same run;
+//! - `cluster`: three nodes, replication factors 1 and 3, failover times.
+//!
+//! A crate of its own so that the benchmarks' dependencies (HTTP and websocket clients,
+//! plotting, progress bars) stay out of the node's release binary. The nodes it measures
+//! are the `ecommesh` binary (`ECOMMESH_NODE_BIN`, set by `ecommesh bench`, or the one
+//! next to this binary), started as processes with the node settings this command was
+//! given (`ECOMMESH_*` variables and `ECOMMESH_CONFIG`).
 
-pub mod cluster;
-pub mod journal;
-pub mod load;
-pub mod node;
-pub mod report;
-pub mod ws;
+mod cluster;
+mod journal;
+mod load;
+mod node;
+mod report;
+mod ws;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
+use ecommesh::config::{Config, Overrides};
+
+/// Measured like the node: `ecommesh bench journal` runs the entity runtime in this
+/// process, and the node allocates with jemalloc.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "ecommesh-bench",
+    version,
+    about = "Benchmarks of EcomMesh (also run as `ecommesh bench`)"
+)]
+struct Cli {
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+/// The node settings given to this command: `ECOMMESH_*` variables only (`ecommesh bench`
+/// turns its own flags into them), so that they cannot clash with the benchmark's flags.
+#[derive(Parser)]
+struct NodeSettings {
+    #[arg(long, env = "ECOMMESH_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let node = NodeSettings::parse_from(["ecommesh-bench"]);
+    let result = Config::load(node.config.as_deref(), &node.overrides).and_then(|config| {
+        ecommesh::telemetry::init_logs(&config.log_format, &config.log_level);
+        let mut args = cli.bench;
+        args.journal_engine = config.journal_engine.clone();
+        args.node_env = node.overrides.to_env();
+        if let Some(file) = &node.config {
+            args.node_env
+                .push(("ECOMMESH_CONFIG".into(), file.display().to_string()));
+        }
+        run(&args)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Suite {
@@ -94,7 +153,7 @@ pub struct BenchArgs {
     pub json: Option<PathBuf>,
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match args.suite {
         Suite::Journal => journal::run(args),
         Suite::Ws => ws::run(args),

@@ -85,7 +85,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Engine::found_in(&opts.path).unwrap_or(opts.engine)
     );
     let store = open_store(&opts)?;
-    let mut report = actix_web::rt::System::new().block_on(async {
+    let mut report = actix_rt::System::new().block_on(async {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let cfg = RuntimeConfig {
             arbiters: cores,
@@ -215,7 +215,7 @@ async fn durable_writes(
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
             let carts = carts.clone();
-            actix_web::rt::spawn(async move {
+            actix_rt::spawn(async move {
                 let mut hist = Histogram::<u64>::new(3).expect("histogram");
                 let id = format!("bench-w{writers}-{w}");
                 let mut i = 0u32;
@@ -300,7 +300,7 @@ async fn activate_many(
             .map(|i| {
                 let carts = carts.clone();
                 let id = format!("{prefix}-{i:07}");
-                actix_web::rt::spawn(async move { carts.read(id).await.map(|_| ()) })
+                actix_rt::spawn(async move { carts.read(id).await.map(|_| ()) })
             })
             .collect();
         for t in wave {
