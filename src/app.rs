@@ -100,7 +100,7 @@ impl AppState {
             current_products,
             heard_products: Arc::default(),
             currency,
-            reservation_ttl: std::time::Duration::from_secs(config.reservation_ttl_secs),
+            reservation_ttl: std::time::Duration::from_secs(config.shop.reservation_ttl_secs),
             unfinished: Default::default(),
         });
         let node = AppState {
@@ -110,13 +110,13 @@ impl AppState {
             order_book: Arc::new(Projection::new(runtime.store().shard_count())),
             live,
             live_settings: config.live(),
-            client_ip: crate::http::client_ip::ClientIp::parse(&config.trusted_proxies)
+            client_ip: crate::http::client_ip::ClientIp::parse(&config.http.trusted_proxies)
                 .map_err(|e| anyhow!("invalid configuration: {e}"))?,
             checkouts: Arc::default(),
-            max_pending_checkouts: config.max_pending_checkouts,
-            metrics_apart: !config.metrics_listen.is_empty(),
-            reserved_admin: (!config.admin_email.is_empty())
-                .then(|| ecommesh_commerce::ids::customer_id(&config.admin_email)),
+            max_pending_checkouts: config.shop.max_pending_checkouts,
+            metrics_apart: !config.http.metrics_listen.is_empty(),
+            reserved_admin: (!config.auth.admin_email.is_empty())
+                .then(|| ecommesh_commerce::ids::customer_id(&config.auth.admin_email)),
             shards: runtime.store().shard_count(),
             ready: AtomicBool::new(false),
             metrics,
@@ -194,33 +194,33 @@ impl AppState {
 
 /// The auth settings of `config`, with the signing secret loaded or generated.
 pub fn auth(config: &Config) -> anyhow::Result<Auth> {
-    let secret = load_secret(&config.jwt_secret, &config.data_dir)?;
+    let secret = load_secret(&config.auth.jwt_secret, &config.storage.data_dir)?;
     Ok(Auth {
         tokens: Tokens::new(
             &secret,
-            std::time::Duration::from_secs(config.access_token_ttl_secs),
-            std::time::Duration::from_secs(config.refresh_token_ttl_secs),
+            std::time::Duration::from_secs(config.auth.access_token_ttl_secs),
+            std::time::Duration::from_secs(config.auth.refresh_token_ttl_secs),
         ),
         limiter: LoginLimiter::new(
-            config.login_max_failures,
-            std::time::Duration::from_secs(config.login_lockout_secs),
+            config.auth.login_max_failures,
+            std::time::Duration::from_secs(config.auth.login_lockout_secs),
         ),
         buckets: crate::auth::limiter::AddressBuckets::new(
-            config.auth_rate_per_minute,
-            config.auth_burst,
+            config.auth.auth_rate_per_minute,
+            config.auth.auth_burst,
         ),
-        hasher: crate::auth::passwords::Hasher::new(
-            match config.password_hash_concurrency {
+        hasher: ecommesh_commerce::passwords::Hasher::new(
+            match config.auth.password_hash_concurrency {
                 0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
                 n => n,
             },
-            std::time::Duration::from_millis(config.password_hash_wait_ms),
+            std::time::Duration::from_millis(config.auth.password_hash_wait_ms),
         ),
         // A single node hears every change of every session at once; a cluster node only
         // those of the shards it leads, so it trusts an "active" verdict for 2 s.
         sessions: Arc::new(crate::auth::revocation::SessionGate::new(
-            if config.node_id == 0 {
-                std::time::Duration::from_secs(config.access_token_ttl_secs)
+            if config.cluster.node_id == 0 {
+                std::time::Duration::from_secs(config.auth.access_token_ttl_secs)
             } else {
                 std::time::Duration::from_secs(2)
             },

@@ -16,7 +16,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[command(
     name = "ecommesh",
     version,
-    about = "Actor-based, event-sourced commerce runtime"
+    about = "Actor-based, event-sourced commerce runtime",
+    after_help = "Every setting can also be given as an environment variable, ECOMMESH_ and its name in upper case (ECOMMESH_DATA_DIR), or in the --config file under its section; `ecommesh config` prints that file with every default. Flags beat the environment, which beats the file."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -43,6 +44,9 @@ enum Command {
     },
     /// Check the journal of the data directory for consistency (the node must be stopped).
     Check,
+    /// Print the documented configuration file with every default (config/ecommesh.toml
+    /// is this output).
+    Config,
     /// Create or promote an admin account (the node must be stopped); the password is read
     /// from standard input.
     CreateAdmin {
@@ -97,14 +101,18 @@ fn bench(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = Config::load(cli.config.as_deref(), &cli.overrides).and_then(|config| {
-        ecommesh::telemetry::init_logs(&config.log_format, &config.log_level);
+        ecommesh::telemetry::init_logs(&config.log.log_format, &config.log.log_level);
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => ecommesh::run(config),
             Command::Bench { args } => bench(&args, &cli.overrides, cli.config.as_deref()),
             Command::Check => ecommesh::server::check(&config),
+            Command::Config => {
+                print!("{}", ecommesh::config::template());
+                Ok(())
+            }
             Command::CreateAdmin { email } => ecommesh::server::create_admin(&config, &email),
             Command::Cluster(c) => {
-                let (email, password) = (&config.admin_email, &config.admin_password);
+                let (email, password) = (&config.auth.admin_email, &config.auth.admin_password);
                 match c {
                     ClusterCommand::Status(a) => {
                         ecommesh::cluster::cli::status(&a, email, password)

@@ -16,6 +16,8 @@ use ecommesh_actors::Runtime;
 use ecommesh_persistence::{Engine, EventStore, StoreError, StoreOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use ecommesh_commerce::workflow::account::{ensure_admin, AdminError};
+
 use crate::app::{auth, AppState};
 use crate::auth::Auth;
 use crate::cluster::Cluster;
@@ -103,14 +105,17 @@ fn open_with<T>(
     config: &Config,
     open: impl FnOnce(&StoreOptions) -> Result<T, StoreError>,
 ) -> anyhow::Result<T> {
-    let mut opts = StoreOptions::new(config.data_dir.join("journal"), config.shards);
-    opts.cache_capacity = config.cache_capacity_mb * 1024 * 1024;
-    opts.reserve = config.journal_reserve_mb * 1024 * 1024;
-    opts.engine = match config.journal_engine.as_str() {
+    let mut opts = StoreOptions::new(
+        config.storage.data_dir.join("journal"),
+        config.storage.shards,
+    );
+    opts.cache_capacity = config.storage.cache_capacity_mb * 1024 * 1024;
+    opts.reserve = config.storage.journal_reserve_mb * 1024 * 1024;
+    opts.engine = match config.storage.journal_engine.as_str() {
         "sled" => Engine::Sled,
         _ => Engine::Log,
     };
-    let dir = config.data_dir.display();
+    let dir = config.storage.data_dir.display();
     match open(&opts) {
         Ok(s) => Ok(s),
         Err(StoreError::ShardCountMismatch { stored, requested }) => Err(anyhow!(
@@ -132,18 +137,18 @@ pub fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
         .read_line(&mut password)
         .context("cannot read the password from standard input")?;
     let password = password.trim_end_matches(['\n', '\r']).to_owned();
-    if config.node_id != 0 {
+    if config.cluster.node_id != 0 {
         return Err(anyhow!(
             "create-admin writes to a stopped single node's journal; in a cluster, start the nodes with ECOMMESH_ADMIN_EMAIL and ECOMMESH_ADMIN_PASSWORD instead"
         ));
     }
-    prepare_data_dir(&config.data_dir)?;
+    prepare_data_dir(&config.storage.data_dir)?;
     let store = open_store(config)?;
     let auth = auth(config)?;
     actix_web::rt::System::new().block_on(async {
-        let runtime = Runtime::start(store, config.runtime());
+        let runtime = Runtime::start(store, config.runtime_config());
         let node = AppState::new(&runtime, config, auth, None, None)?;
-        let outcome = crate::auth::routes::ensure_admin(&node, email, &password).await;
+        let outcome = ensure_admin(&node.shop, &node.auth.hasher, email, &password).await;
         runtime.shutdown()?;
         println!("admin {email}: {}", outcome?);
         Ok(())
@@ -153,17 +158,16 @@ pub fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
 /// `ecommesh check`: opens the journal (which drops a torn, never-acknowledged tail left
 /// by a crash) and verifies it; fails listing every inconsistency.
 pub fn check(config: &Config) -> anyhow::Result<()> {
-    if !config.data_dir.join("journal").is_dir() {
+    if !config.storage.data_dir.join("journal").is_dir() {
         return Err(anyhow!(
             "data directory {} holds no journal",
-            config.data_dir.display()
+            config.storage.data_dir.display()
         ));
     }
     // A check reads: no reserve of zeros written ahead of the records.
-    let store = open_store(&Config {
-        journal_reserve_mb: 0,
-        ..config.clone()
-    })?;
+    let mut reading = config.clone();
+    reading.storage.journal_reserve_mb = 0;
+    let store = open_store(&reading)?;
     let v = ecommesh_persistence::verify(&*store)?;
     for p in &v.problems {
         println!("problem: {p}");
@@ -180,7 +184,7 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
     } else {
         Err(anyhow!(
             "the journal in {} is inconsistent",
-            config.data_dir.display()
+            config.storage.data_dir.display()
         ))
     }
 }
@@ -193,7 +197,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
     }
     let listener = bind(&config)?;
-    prepare_data_dir(&config.data_dir)?;
+    prepare_data_dir(&config.storage.data_dir)?;
     let auth = auth(&config)?;
     let metrics = crate::telemetry::init_metrics().ok();
     let http = listener.local_addr()?.to_string();
@@ -201,27 +205,32 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Single(Arc<dyn EventStore>),
         Cluster(Arc<dyn EventStore>, ecommesh_persistence::GroupCommit),
     }
-    let (journal, cluster) = match config.cluster(http)? {
+    let (journal, cluster) = match config.cluster_settings(http)? {
         None => (Journal::Single(open_store(&config)?), None),
         Some(settings) => {
             let (store, log) = open_with(&config, ecommesh_persistence::open_replicated_store)?;
             let commit = ecommesh_persistence::GroupCommit::with_delay(
                 store.clone(),
-                std::time::Duration::from_micros(config.commit_delay_us),
+                std::time::Duration::from_micros(config.storage.commit_delay_us),
             );
             tracing::info!(node = settings.node_id, rpc = %settings.rpc_listen, peers = ?settings.peers, "joining the cluster");
-            let cluster =
-                Cluster::start(settings, config.shards, store.clone(), log, commit.clone())?;
+            let cluster = Cluster::start(
+                settings,
+                config.storage.shards,
+                store.clone(),
+                log,
+                commit.clone(),
+            )?;
             (Journal::Cluster(store, commit), Some(cluster))
         }
     };
     actix_web::rt::System::new().block_on(async move {
         // The shard actors start here, inside the actix system.
         let runtime = match journal {
-            Journal::Single(store) => Runtime::start(store, config.runtime()),
+            Journal::Single(store) => Runtime::start(store, config.runtime_config()),
             Journal::Cluster(store, commit) => {
                 let raft = cluster.as_ref().expect("a cluster journal").journal.clone();
-                Runtime::with_journal(store, commit, raft, config.runtime())
+                Runtime::with_journal(store, commit, raft, config.runtime_config())
             }
         };
         serve(config, listener, runtime, cluster, auth, metrics).await
@@ -260,20 +269,20 @@ async fn serve(
     // background, so a shard without a quorum never keeps a restarted node's HTTP down.
     let joins = cluster.as_ref().is_some_and(|c| c.settings.join);
     let before_http = cluster.is_none() || fresh;
-    if !config.admin_email.is_empty() && !joins && !before_http {
+    if !config.auth.admin_email.is_empty() && !joins && !before_http {
         let (node, email, password) = (
             node.clone(),
-            config.admin_email.clone(),
-            config.admin_password.clone(),
+            config.auth.admin_email.clone(),
+            config.auth.admin_password.clone(),
         );
         actix_web::rt::spawn(async move {
             loop {
-                match crate::auth::routes::ensure_admin(&node, &email, &password).await {
+                match ensure_admin(&node.shop, &node.auth.hasher, &email, &password).await {
                     Ok(outcome) => {
                         tracing::info!(email = %email, outcome, "admin account");
                         break;
                     }
-                    Err(crate::auth::routes::AdminError::Unavailable(e)) => {
+                    Err(AdminError::Unavailable(e)) => {
                         tracing::info!(error = %e, "the admin account check waits for the cluster");
                         actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
                     }
@@ -285,20 +294,21 @@ async fn serve(
             }
         });
     }
-    if !config.admin_email.is_empty() && !joins && before_http {
+    if !config.auth.admin_email.is_empty() && !joins && before_http {
         loop {
-            match crate::auth::routes::ensure_admin(
-                &node,
-                &config.admin_email,
-                &config.admin_password,
+            match ensure_admin(
+                &node.shop,
+                &node.auth.hasher,
+                &config.auth.admin_email,
+                &config.auth.admin_password,
             )
             .await
             {
                 Ok(outcome) => {
-                    tracing::info!(email = %config.admin_email, outcome, "admin account");
+                    tracing::info!(email = %config.auth.admin_email, outcome, "admin account");
                     break;
                 }
-                Err(crate::auth::routes::AdminError::Unavailable(e)) if cluster.is_some() => {
+                Err(AdminError::Unavailable(e)) if cluster.is_some() => {
                     tracing::info!(error = %e, "the admin account waits for the cluster");
                     actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
@@ -307,11 +317,11 @@ async fn serve(
         }
     }
     if cluster.is_none() {
-        if fresh && config.demo_catalog {
+        if fresh && config.shop.demo_catalog {
             let created = crate::demo::seed(&node).await?;
             tracing::info!(created, "seeded the demo catalog");
         }
-    } else if fresh && first && config.demo_catalog {
+    } else if fresh && first && config.shop.demo_catalog {
         // Seeding needs a quorum too; it is not a guard, so HTTP need not wait for it.
         let node = node.clone();
         actix_web::rt::spawn(async move {
@@ -357,9 +367,9 @@ async fn serve(
     actix_web::rt::spawn(ecommesh_commerce::workflow::reconcile::run(
         node.shop.clone(),
         node.order_book.clone(),
-        std::time::Duration::from_secs(config.checkout_timeout_secs),
+        std::time::Duration::from_secs(config.shop.checkout_timeout_secs),
     ));
-    let max_body = config.max_body_bytes;
+    let max_body = config.http.max_body_bytes;
     let app_node = node.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -367,7 +377,7 @@ async fn serve(
             .configure(http::configure(app_node.clone(), max_body))
     })
     .workers(config.http_workers())
-    .shutdown_timeout(config.shutdown_timeout_secs)
+    .shutdown_timeout(config.http.shutdown_timeout_secs)
     .disable_signals()
     .listen(listener)
     .with_context(|| format!("cannot serve on {addr}"))?
@@ -385,7 +395,7 @@ async fn serve(
     });
 
     node.ready.store(true, Ordering::Release);
-    tracing::info!(%addr, shards = node.shards, data_dir = %config.data_dir.display(), "ecommesh ready");
+    tracing::info!(%addr, shards = node.shards, data_dir = %config.storage.data_dir.display(), "ecommesh ready");
     // Machine-readable for scripts and tests that start the node on port 0.
     println!("listening on http://{addr}");
 
@@ -407,13 +417,13 @@ fn metrics_apart(
     config: &Config,
     node: web::Data<AppState>,
 ) -> anyhow::Result<Option<actix_web::dev::ServerHandle>> {
-    if config.metrics_listen.is_empty() {
+    if config.http.metrics_listen.is_empty() {
         return Ok(None);
     }
-    let listener = std::net::TcpListener::bind(&config.metrics_listen).with_context(|| {
+    let listener = std::net::TcpListener::bind(&config.http.metrics_listen).with_context(|| {
         format!(
             "cannot serve metrics on {} (`metrics_listen`)",
-            config.metrics_listen
+            config.http.metrics_listen
         )
     })?;
     let addr = listener.local_addr()?;
@@ -458,10 +468,8 @@ mod tests {
 
     #[test]
     fn a_burst_of_connections_is_queued_not_dropped() {
-        let config = Config {
-            listen: "127.0.0.1:0".into(),
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.http.listen = "127.0.0.1:0".into();
         let listener = bind(&config).unwrap();
         let addr = listener.local_addr().unwrap();
         // Nothing accepts: the kernel completes each handshake only while the queue has

@@ -17,7 +17,7 @@ use crate::entity::Entity;
 use crate::error::EntityError;
 use crate::journal::{Journal, LocalJournal};
 use crate::shard::{
-    Execute, LiveCount, Observer, Outcome, Read, ReplyTo, Reset, Shard, ShardSettings,
+    CommandResult, Execute, LiveCount, Observer, Read, ReplyTo, Reset, Shard, ShardSettings,
 };
 use crate::supervisor::CrashPolicy;
 
@@ -228,7 +228,7 @@ impl<E: Entity> Registry<E> {
         id: impl Into<String>,
         command: E::Command,
         expected_seq: Option<u64>,
-    ) -> Outcome<E> {
+    ) -> CommandResult<E> {
         self.run(id.into(), command, expected_seq, false).await
     }
 
@@ -244,14 +244,14 @@ impl<E: Entity> Registry<E> {
         id: impl Into<String>,
         command: E::Command,
         expected_seq: Option<u64>,
-    ) -> Outcome<E> {
+    ) -> CommandResult<E> {
         let unsynced = self.journal.keeps_write_order();
         self.run(id.into(), command, expected_seq, unsynced).await
     }
 
     /// Like [`Registry::read`], but answers at once with what may not be durable yet, on a
     /// journal that keeps write order (see [`Registry::execute_unsynced`]).
-    pub async fn read_unsynced(&self, id: impl Into<String>) -> Outcome<E> {
+    pub async fn read_unsynced(&self, id: impl Into<String>) -> CommandResult<E> {
         let id = id.into();
         let shard = self.shard_of(&id);
         let unsynced = self.journal.keeps_write_order();
@@ -286,7 +286,7 @@ impl<E: Entity> Registry<E> {
         command: E::Command,
         expected_seq: Option<u64>,
         unsynced: bool,
-    ) -> Outcome<E> {
+    ) -> CommandResult<E> {
         let shard = self.shard_of(&id);
         let mut retries = if expected_seq.is_none() {
             CONFLICT_RETRIES
@@ -316,7 +316,7 @@ impl<E: Entity> Registry<E> {
     }
 
     /// Reads entity `id` (activating it if needed); shows only what is durable.
-    pub async fn read(&self, id: impl Into<String>) -> Outcome<E> {
+    pub async fn read(&self, id: impl Into<String>) -> CommandResult<E> {
         let id = id.into();
         let shard = self.shard_of(&id);
         self.send(shard, |reply_to| Read {
@@ -327,7 +327,11 @@ impl<E: Entity> Registry<E> {
         .await
     }
 
-    async fn send<M>(&self, shard: ShardId, message: impl FnOnce(ReplyTo<E>) -> M) -> Outcome<E>
+    async fn send<M>(
+        &self,
+        shard: ShardId,
+        message: impl FnOnce(ReplyTo<E>) -> M,
+    ) -> CommandResult<E>
     where
         M: Message<Result = ()> + Send + 'static,
         Shard<E>: Handler<M>,

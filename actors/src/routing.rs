@@ -20,7 +20,7 @@ use ecommesh_persistence::{Codec, DefaultCodec, ShardId, StoreError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::shard::Outcome;
+use crate::shard::CommandResult;
 use crate::{Entity, EntityError, Registry};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -97,11 +97,11 @@ impl<C> Call<C> {
 /// The answer to a forwarded call.
 #[derive(Serialize, Deserialize)]
 #[serde(bound(
-    serialize = "Outcome<E>: Serialize",
-    deserialize = "Outcome<E>: serde::de::DeserializeOwned"
+    serialize = "CommandResult<E>: Serialize",
+    deserialize = "CommandResult<E>: serde::de::DeserializeOwned"
 ))]
 enum Forwarded<E: Entity> {
-    Done(Outcome<E>),
+    Done(CommandResult<E>),
     /// This node does not lead the shard (any more): the command did not run.
     NotLeader,
 }
@@ -183,7 +183,7 @@ impl<E: Entity> Entities<E> {
         id: impl Into<String>,
         command: E::Command,
         expected_seq: Option<u64>,
-    ) -> Outcome<E> {
+    ) -> CommandResult<E> {
         self.call(Call::Execute {
             id: id.into(),
             command,
@@ -193,7 +193,7 @@ impl<E: Entity> Entities<E> {
     }
 
     /// Reads entity `id` on the node that leads its shard; shows only what is durable.
-    pub async fn read(&self, id: impl Into<String>) -> Outcome<E> {
+    pub async fn read(&self, id: impl Into<String>) -> CommandResult<E> {
         self.call(Call::Read { id: id.into() }).await
     }
 
@@ -204,7 +204,7 @@ impl<E: Entity> Entities<E> {
         id: impl Into<String>,
         command: E::Command,
         expected_seq: Option<u64>,
-    ) -> Outcome<E> {
+    ) -> CommandResult<E> {
         match self.router {
             None => self.local.execute_unsynced(id, command, expected_seq).await,
             Some(_) => self.execute(id, command, expected_seq).await,
@@ -212,7 +212,7 @@ impl<E: Entity> Entities<E> {
     }
 
     /// [`Registry::read_unsynced`] on a single node; [`Entities::read`] in a cluster.
-    pub async fn read_unsynced(&self, id: impl Into<String>) -> Outcome<E> {
+    pub async fn read_unsynced(&self, id: impl Into<String>) -> CommandResult<E> {
         match self.router {
             None => self.local.read_unsynced(id).await,
             Some(_) => self.read(id).await,
@@ -231,7 +231,7 @@ impl<E: Entity> Entities<E> {
         self.local.live_entities().await
     }
 
-    async fn run_here(local: &Registry<E>, call: Call<E::Command>) -> Outcome<E> {
+    async fn run_here(local: &Registry<E>, call: Call<E::Command>) -> CommandResult<E> {
         match call {
             Call::Execute {
                 id,
@@ -242,7 +242,7 @@ impl<E: Entity> Entities<E> {
         }
     }
 
-    async fn call(&self, call: Call<E::Command>) -> Outcome<E> {
+    async fn call(&self, call: Call<E::Command>) -> CommandResult<E> {
         let Some(router) = &self.router else {
             return Self::run_here(&self.local, call).await;
         };

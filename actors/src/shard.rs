@@ -44,13 +44,13 @@ pub struct Reply<S> {
 }
 
 /// The outcome of a command or read.
-pub type Outcome<E> =
+pub type CommandResult<E> =
     Result<Reply<Arc<<E as Entity>::State>>, EntityError<<E as Entity>::Rejection>>;
 
 /// Where a shard sends an outcome. A reply that must wait for durability is handed to
 /// the journal, which sends it straight to the caller once durable: one thread hop
 /// instead of waking the shard's thread again.
-pub type ReplyTo<E> = oneshot::Sender<Outcome<E>>;
+pub type ReplyTo<E> = oneshot::Sender<CommandResult<E>>;
 
 /// Runs a command against an entity. With `expected_seq`, the command is refused unless
 /// the entity is exactly at that sequence number (optimistic concurrency).
@@ -727,7 +727,7 @@ impl<E: Entity> Answer<E> {
         }
     }
 
-    fn send(mut self, outcome: Outcome<E>) {
+    fn send(mut self, outcome: CommandResult<E>) {
         if let Some(tx) = self.take() {
             let _ = tx.send(outcome);
         }

@@ -169,7 +169,7 @@ async fn run_all(args: &BenchArgs, scenarios: &[Scenario]) -> anyhow::Result<()>
             (None, url.trim_end_matches('/').to_owned(), secret)
         }
         None => {
-            let node = Node::start(&[], &args.node_env)?;
+            let node = Node::start(&[])?;
             let (base, secret) = (node.base.clone(), node.secret.clone());
             (Some(node), base, secret)
         }

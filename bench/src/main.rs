@@ -42,28 +42,22 @@ struct Cli {
     bench: BenchArgs,
 }
 
-/// The node settings given to this command: `ECOMMESH_*` variables only (`ecommesh bench`
-/// turns its own flags into them), so that they cannot clash with the benchmark's flags.
+/// The node settings given to this command: `ECOMMESH_CONFIG` and `ECOMMESH_*` variables
+/// only (`ecommesh bench` turns its own flags into them), so that they cannot clash with
+/// the benchmark's flags. The nodes it starts inherit them.
 #[derive(Parser)]
 struct NodeSettings {
     #[arg(long, env = "ECOMMESH_CONFIG")]
     config: Option<PathBuf>,
-    #[command(flatten)]
-    overrides: Overrides,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let node = NodeSettings::parse_from(["ecommesh-bench"]);
-    let result = Config::load(node.config.as_deref(), &node.overrides).and_then(|config| {
-        ecommesh::telemetry::init_logs(&config.log_format, &config.log_level);
+    let result = Config::load(node.config.as_deref(), &Overrides::default()).and_then(|config| {
+        ecommesh::telemetry::init_logs(&config.log.log_format, &config.log.log_level);
         let mut args = cli.bench;
-        args.journal_engine = config.journal_engine.clone();
-        args.node_env = node.overrides.to_env();
-        if let Some(file) = &node.config {
-            args.node_env
-                .push(("ECOMMESH_CONFIG".into(), file.display().to_string()));
-        }
+        args.journal_engine = config.storage.journal_engine.clone();
         run(&args)
     });
     match result {
@@ -109,10 +103,6 @@ pub struct BenchArgs {
     /// journal: the engine to measure (the configuration's `journal_engine`).
     #[arg(skip)]
     pub journal_engine: String,
-    /// load, ws: the node settings given to this command (flags, `--config`), passed on
-    /// to the node it starts as `ECOMMESH_*` variables.
-    #[arg(skip)]
-    pub node_env: Vec<(String, String)>,
     /// ws: subscriber counts to measure, each on a fresh node (1 is the baseline).
     #[arg(long, value_delimiter = ',', default_value = "1,1000,10000")]
     pub subscribers: Vec<usize>,

@@ -67,9 +67,9 @@ pub fn spawn(mut cmd: Command) -> anyhow::Result<(Child, String)> {
 }
 
 impl Node {
-    /// Starts a node with `extra` flags and `env` (the settings given to the benchmark)
-    /// and waits until it serves HTTP.
-    pub fn start(extra: &[&str], env: &[(String, String)]) -> anyhow::Result<Node> {
+    /// Starts a node with `extra` flags (and the `ECOMMESH_*` settings this process was
+    /// given, which it inherits) and waits until it serves HTTP.
+    pub fn start(extra: &[&str]) -> anyhow::Result<Node> {
         let dir = tempfile::tempdir()?;
         let secret = ecommesh::auth::tokens::random_id() + &ecommesh::auth::tokens::random_id();
         let mut cmd = Command::new(binary()?);
@@ -78,7 +78,6 @@ impl Node {
             .arg(dir.path().join("data"))
             .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
             .args(extra)
-            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("ECOMMESH_JWT_SECRET", &secret);
         let (child, base) = spawn(cmd)?;
         Ok(Node {

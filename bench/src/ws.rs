@@ -103,7 +103,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         } else {
             args.changes.max(1)
         };
-        let mut r = runtime.block_on(fan_out(n.max(1), changes, &args.node_env))?;
+        let mut r = runtime.block_on(fan_out(n.max(1), changes))?;
         let baseline = runs.first().map_or(r.p99_ms, |b| b.p99_ms).max(0.001);
         r.p99_vs_baseline = r.p99_ms / baseline;
         println!(
@@ -178,18 +178,15 @@ impl Receipts {
     }
 }
 
-async fn fan_out(n: usize, changes: usize, env: &[(String, String)]) -> anyhow::Result<FanOut> {
+async fn fan_out(n: usize, changes: usize) -> anyhow::Result<FanOut> {
     // Every simulated client comes from 127.0.0.1: lift the per-address limits.
-    let node = Node::start(
-        &[
-            "--no-demo",
-            "--ws-max-connections-per-ip",
-            "1000000",
-            "--ws-max-subscriptions-per-ip",
-            "100000000",
-        ],
-        env,
-    )?;
+    let node = Node::start(&[
+        "--no-demo",
+        "--ws-max-connections-per-ip",
+        "1000000",
+        "--ws-max-subscriptions-per-ip",
+        "100000000",
+    ])?;
     let http = reqwest::Client::new();
     let login: Value = http
         .post(format!("{}/api/v1/auth/login", node.base))

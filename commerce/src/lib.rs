@@ -18,6 +18,7 @@ pub mod customer;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod passwords;
 pub mod payment;
 pub mod product;
 pub mod projection;

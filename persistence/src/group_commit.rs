@@ -32,7 +32,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
 use crate::error::StoreError;
-use crate::journal::EventStore;
+use crate::event_store::EventStore;
 
 /// What to run once a batch is flushed (or failed).
 type Waiter = Box<dyn FnOnce(Result<(), StoreError>) + Send>;

@@ -64,7 +64,7 @@ use crate::envelope::{
     decode_events, encode_events, put_str, EventEnvelope, NewEvent, Reader, Snapshot,
 };
 use crate::error::StoreError;
-use crate::journal::{check_shard, EventStore, ShardEvent, ShardId, ShardPage};
+use crate::event_store::{check_shard, EventStore, ShardEvent, ShardId, ShardPage};
 use crate::StoreOptions;
 
 /// The journal's file in the store's directory.

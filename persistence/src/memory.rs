@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use crate::envelope::{EventEnvelope, NewEvent, Snapshot};
 use crate::error::StoreError;
-use crate::journal::{check_shard, EventStore, ShardEvent, ShardId};
+use crate::event_store::{check_shard, EventStore, ShardEvent, ShardId};
 
 #[derive(Default)]
 struct Shard {

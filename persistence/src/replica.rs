@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::NewEvent;
 use crate::error::StoreError;
-use crate::journal::{EventStore, ShardId};
+use crate::event_store::{EventStore, ShardId};
 
 /// One conditional append carried by a replicated log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

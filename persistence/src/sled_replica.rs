@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use crate::error::StoreError;
-use crate::journal::{EventStore, ShardId};
+use crate::event_store::{EventStore, ShardId};
 use crate::replica::{Append, AppendOutcome, ConsensusLog, ReplicatedStore};
 use crate::sled_store::{encode_append, entity_prefix, log_key, repair_tail, storage, SledStore};
 

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 
 use crate::envelope::{decode_events, encode_events, EventEnvelope, NewEvent, Snapshot};
 use crate::error::StoreError;
-use crate::journal::{check_shard, EventStore, ShardEvent, ShardId, ShardPage};
+use crate::event_store::{check_shard, EventStore, ShardEvent, ShardId, ShardPage};
 use crate::StoreOptions;
 
 const META_SHARDS: &[u8] = b"shard_count";

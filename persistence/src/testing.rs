@@ -10,7 +10,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::envelope::{EventEnvelope, NewEvent, Snapshot};
 use crate::error::StoreError;
-use crate::journal::{EventStore, ShardEvent, ShardId};
+use crate::event_store::{EventStore, ShardEvent, ShardId};
 
 /// A small event with a recognisable payload.
 pub fn event(event_type: &'static str, marker: u8) -> NewEvent {

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::StoreError;
-use crate::journal::EventStore;
+use crate::event_store::EventStore;
 
 /// What a check found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

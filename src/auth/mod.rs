@@ -4,9 +4,7 @@
 
 pub mod extract;
 pub mod limiter;
-pub mod passwords;
 pub mod revocation;
-pub mod routes;
 pub mod tokens;
 
 /// What the auth routes share.
@@ -16,7 +14,7 @@ pub struct Auth {
     pub limiter: limiter::LoginLimiter,
     /// Every `/auth/*` request of one client address.
     pub buckets: limiter::AddressBuckets,
-    pub hasher: passwords::Hasher,
+    pub hasher: ecommesh_commerce::passwords::Hasher,
     /// Whether an access token's session still stands.
     pub sessions: std::sync::Arc<revocation::SessionGate>,
 }

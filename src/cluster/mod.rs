@@ -36,7 +36,7 @@ use openraft::ServerState;
 use serde::Serialize;
 
 use self::network::{decode, encode, GroupNetwork, PeerRequest};
-use self::storage::{LogStore, ShardMachine};
+use self::storage::{GroupLog, ShardMachine};
 use self::transport::Transport;
 use self::types::{NodeAddr, NodeId, Raft};
 
@@ -189,10 +189,10 @@ impl Cluster {
                     group: shard,
                     transport: transport.clone(),
                 };
-                let log_store = LogStore::new(shard, log.clone(), commit.clone());
+                let group_log = GroupLog::new(shard, log.clone(), commit.clone());
                 let machine =
                     ShardMachine::open(shard, store.clone(), log.clone(), commit.clone())?;
-                let raft = Raft::new(me, config.clone(), network, log_store, machine)
+                let raft = Raft::new(me, config.clone(), network, group_log, machine)
                     .await
                     .with_context(|| format!("cannot start the raft group of shard {shard}"))?;
                 rafts.push(raft);

@@ -1,4 +1,4 @@
-//! openraft's storage traits on our persistence traits: [`LogStore`] keeps a group's log
+//! openraft's storage traits on our persistence traits: [`GroupLog`] keeps a group's log
 //! and vote in the node's [`ConsensusLog`], [`ShardMachine`] applies a shard group's
 //! committed entries to the node's [`ReplicatedStore`] (the event journal entities are
 //! rebuilt from and projections read).
@@ -49,15 +49,15 @@ fn write_logs(e: StoreError) -> StorageError {
 
 /// One group's Raft log and vote.
 #[derive(Clone)]
-pub struct LogStore {
+pub struct GroupLog {
     group: u32,
     log: Arc<dyn ConsensusLog>,
     commit: GroupCommit,
 }
 
-impl LogStore {
+impl GroupLog {
     pub fn new(group: u32, log: Arc<dyn ConsensusLog>, commit: GroupCommit) -> Self {
-        LogStore { group, log, commit }
+        GroupLog { group, log, commit }
     }
 
     fn load<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
@@ -72,7 +72,7 @@ impl LogStore {
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
+impl RaftLogReader<TypeConfig> for GroupLog {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
@@ -94,7 +94,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 }
 
-impl RaftLogStorage<TypeConfig> for LogStore {
+impl RaftLogStorage<TypeConfig> for GroupLog {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {

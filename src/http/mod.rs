@@ -1,12 +1,14 @@
 //! The HTTP surface: operability endpoints, the cart routes, error mapping and the
 //! request-metrics middleware.
 
+pub mod auth;
 pub mod carts;
 pub mod checkout;
 pub mod client_ip;
 pub mod cluster;
 pub mod errors;
 pub mod json;
+pub mod live;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
@@ -35,7 +37,7 @@ pub fn configure(
             .route("/readyz", web::get().to(ops::readyz))
             .route("/metrics", web::get().to(ops::metrics))
             .route("/api/v1/openapi.json", web::get().to(openapi::serve))
-            .route("/api/v1/ws", web::get().to(crate::live::socket::connect))
+            .route("/api/v1/ws", web::get().to(live::connect))
             // Routes are tried in order, a pattern with a `{param}` by a regex: the busiest
             // come first (the UI's `/assets/{path}` after the API, which it cannot match).
             .service(
@@ -44,7 +46,7 @@ pub fn configure(
                     .configure(products::routes)
                     .configure(crate::http::checkout::routes)
                     .configure(orders::routes)
-                    .configure(crate::auth::routes::routes)
+                    .configure(crate::http::auth::routes)
                     .configure(cluster::routes),
             )
             .configure(ui::routes)

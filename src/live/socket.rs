@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::web;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
 use bytestring::ByteString;
 use futures_util::StreamExt;
@@ -24,47 +24,22 @@ use super::protocol::{Access, ClientMessage, ServerMessage, Topic, PROTOCOL_VERS
 use crate::app::AppState;
 use crate::auth::extract::Caller;
 
-/// Largest message a client may send; every valid one is far smaller.
-const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// How long a closing socket may take to take its close frame before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// `GET /api/v1/ws`: upgrades to a websocket speaking the protocol in `docs/websocket.md`.
-pub async fn connect(
-    req: HttpRequest,
-    body: web::Payload,
+/// Serves one upgraded websocket until it closes, on a task of its own; `slot` is its
+/// share of its client address's allowance, given back when it ends.
+pub fn spawn(
     node: web::Data<AppState>,
-) -> actix_web::Result<HttpResponse> {
-    let ip = node.client_ip.of(&req);
-    let settings = node.live_settings;
-    // Refused before the upgrade: no task, no buffer, no hub state for it.
-    let Some(slot) = node
-        .live
-        .clients
-        .connect(ip, settings.max_connections_per_ip)
-    else {
-        metrics::counter!("ecommesh_ws_refused_total", "reason" => "connections_per_ip")
-            .increment(1);
-        return Err(crate::http::errors::ApiError::rate_limited(
-            format!(
-                "at most {} websockets at once from one address",
-                settings.max_connections_per_ip
-            ),
-            5,
-        )
-        .into());
-    };
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
-    let stream = stream
-        .max_frame_size(MAX_CLIENT_MESSAGE)
-        .aggregate_continuations()
-        .max_continuation_size(MAX_CLIENT_MESSAGE);
+    slot: ClientSlot,
+    session: Session,
+    stream: actix_ws::AggregatedMessageStream,
+) {
     actix_web::rt::spawn(async move {
         metrics::gauge!("ecommesh_ws_connections").increment(1.0);
         Connection::new(node, slot).run(session, stream).await;
         metrics::gauge!("ecommesh_ws_connections").decrement(1.0);
     });
-    Ok(response)
 }
 
 #[derive(Clone)]

@@ -17,6 +17,7 @@
 //! [`steps::complete_sale`], that the checkout and the reconciler both run. Errors are
 //! typed: a workflow never answers HTTP, the node maps its errors in one place.
 
+pub mod account;
 pub mod checkout;
 pub mod reconcile;
 pub mod settle;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 #[cfg(feature = "test-hooks")]
 use std::time::Duration;
 
-use ecommesh_actors::shard::Outcome;
+use ecommesh_actors::shard::CommandResult;
 use ecommesh_actors::{Entities, Entity, EntityError, Reply};
 use ecommesh_persistence::StoreError;
 
@@ -31,7 +31,7 @@ async fn run<E: Entity>(
     id: &str,
     command: E::Command,
     expected_seq: Option<u64>,
-) -> Outcome<E> {
+) -> CommandResult<E> {
     match write {
         Write::Unsynced => {
             entities
@@ -152,7 +152,7 @@ pub async fn cancel_order(
     id: &str,
     reason: CancelReason,
     seen: Option<u64>,
-) -> Outcome<crate::Order> {
+) -> CommandResult<crate::Order> {
     let cancel = OrderCommand::Cancel { reason };
     shop.orders.execute(id.to_owned(), cancel, seen).await
 }
@@ -209,7 +209,7 @@ pub async fn record_sale(
     id: &str,
     product: &str,
     write: Write,
-) -> Outcome<crate::Order> {
+) -> CommandResult<crate::Order> {
     let record = OrderCommand::RecordSale {
         product_id: product.to_owned(),
     };

@@ -9,13 +9,13 @@ use ecommesh_commerce::customer::{CustomerCommand, CustomerRejection, CustomerSt
 use ecommesh_commerce::session::SessionCommand;
 use serde::{Deserialize, Serialize};
 
-use super::extract::Caller;
-use super::passwords;
-use super::tokens::random_id;
 use crate::app::AppState;
+use crate::auth::extract::Caller;
+use crate::auth::tokens::random_id;
 use crate::http::errors::ApiError;
 use crate::http::json::Json;
 use ecommesh_commerce::ids::customer_id;
+use ecommesh_commerce::passwords;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/register", web::post().to(register))
@@ -315,82 +315,4 @@ pub async fn me(node: web::Data<AppState>, caller: Caller) -> Result<HttpRespons
         ));
     }
     Ok(HttpResponse::Ok().json(user(caller.id, &customer)))
-}
-
-/// Why the admin account could not be made sure of.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("the admin password {0}")]
-    WeakPassword(String),
-    /// Someone registered the admin email with another password: promoting that account
-    /// would hand the shop to whoever registered it.
-    #[error("an account with the admin email {0} exists and its password is not the configured admin password: it was not made an admin; choose another admin email, or sign in to that account and set the configured password first")]
-    NotTheOwner(String),
-    /// A read or write did not go through (in a cluster: no quorum yet); worth retrying.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-/// Makes sure `email` has an admin account: creates it with `password` if missing; an
-/// existing account is made an admin only if its password is `password` (whoever
-/// registered the email otherwise keeps a customer account). Used at start
-/// (ECOMMESH_ADMIN_*), before HTTP serves, and by `ecommesh create-admin`.
-pub async fn ensure_admin(
-    node: &AppState,
-    email: &str,
-    password: &str,
-) -> Result<&'static str, AdminError> {
-    if let Some(why) = passwords::weakness(password) {
-        return Err(AdminError::WeakPassword(why));
-    }
-    let unavailable = |e: &dyn std::fmt::Display| AdminError::Unavailable(e.to_string());
-    let id = customer_id(email);
-    let existing = node
-        .shop
-        .customers
-        .read(id.clone())
-        .await
-        .map_err(|e| unavailable(&e))?
-        .state;
-    if existing.registered {
-        if existing.role == Role::Admin {
-            return Ok("exists");
-        }
-        let (password, hash) = (password.to_owned(), existing.password_hash.clone());
-        let owner = node
-            .auth
-            .hasher
-            .run(move || passwords::verify(&password, &hash))
-            .await
-            .map_err(|e| unavailable(&e))?;
-        if !owner {
-            return Err(AdminError::NotTheOwner(email.to_owned()));
-        }
-        let cmd = CustomerCommand::SetRole { role: Role::Admin };
-        node.shop
-            .customers
-            .execute(id, cmd, None)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        return Ok("promoted");
-    }
-    let password = password.to_owned();
-    let password_hash = node
-        .auth
-        .hasher
-        .run(move || passwords::hash(&password))
-        .await
-        .map_err(|e| unavailable(&e))?;
-    let cmd = CustomerCommand::Register {
-        email: email.to_owned(),
-        name: "Administrator".into(),
-        password_hash,
-        role: Role::Admin,
-    };
-    node.shop
-        .customers
-        .execute(id, cmd, None)
-        .await
-        .map_err(|e| AdminError::Unavailable(format!("cannot create the admin: {e}")))?;
-    Ok("created")
 }

@@ -70,7 +70,7 @@ impl Hasher {
             .map_err(|_| Busy)?
             .map_err(|_| Busy)?;
         metrics::counter!("ecommesh_password_hashes_total").increment(1);
-        let out = actix_web::web::block(move || {
+        let out = tokio::task::spawn_blocking(move || {
             let out = f();
             drop(permit);
             out
@@ -85,7 +85,7 @@ impl Hasher {
 /// that a login for an unknown email takes as long as one with a wrong password.
 pub fn decoy() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| hash(&super::tokens::random_id()))
+    DECOY.get_or_init(|| hash(SaltString::generate(&mut OsRng).as_str()))
 }
 
 #[cfg(test)]
