@@ -204,12 +204,7 @@ fn admin_writes_reach_the_listing_and_others_may_not_write() {
         200
     );
     eventually(&http, &node, "q=lamp", |b| b["total"] == 0);
-    let archived: Value = http
-        .get(node.url(&location))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let archived: Value = common::get_json(&http, &node, &location);
     assert_eq!(archived["archived"], true, "orders keep referring to it");
     assert_eq!(
         http.get(node.url("/api/v1/products/p_nope"))

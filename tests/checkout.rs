@@ -47,13 +47,7 @@ fn a_paid_order_sells_the_stock_and_clears_the_cart() {
         (available(&http, &node, &mug), available(&http, &node, &lid)),
         (3, 4)
     );
-    let cart: Value = http
-        .get(node.url("/api/v1/cart"))
-        .bearer_auth(&ada)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let cart: Value = common::get_json_as(&http, &node, "/api/v1/cart", &ada);
     assert_eq!(cart["items"], json!([]));
 
     let id = order["id"].as_str().unwrap();
@@ -147,13 +141,8 @@ fn two_hundred_shoppers_ten_units_exactly_ten_orders() {
     for ((status, body), token) in statuses.iter().zip(&shoppers) {
         if *status == 201 {
             let id = body["id"].as_str().unwrap();
-            let order: Value = http
-                .get(node.url(&format!("/api/v1/orders/{id}")))
-                .bearer_auth(token)
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
+            let order: Value =
+                common::get_json_as(&http, &node, &format!("/api/v1/orders/{id}"), token);
             assert_eq!(order["status"], "paid");
         }
     }
@@ -283,13 +272,7 @@ fn order_history_admin_fulfilment_and_sales_summary() {
     // (seeing two orders is not enough, as CI found once).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let mine = loop {
-        let mine: Value = http
-            .get(node.url("/api/v1/orders"))
-            .bearer_auth(&ada)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let mine: Value = common::get_json_as(&http, &node, "/api/v1/orders", &ada);
         let all_paid = mine["items"]
             .as_array()
             .is_some_and(|o| o.iter().all(|o| o["status"] == "paid"));
@@ -305,13 +288,7 @@ fn order_history_admin_fulfilment_and_sales_summary() {
         "newest first"
     );
     let bob = common::register(&http, &node, "nohist@checkout.test");
-    let theirs: Value = http
-        .get(node.url("/api/v1/orders"))
-        .bearer_auth(&bob)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let theirs: Value = common::get_json_as(&http, &node, "/api/v1/orders", &bob);
     assert_eq!(theirs["total"], 0);
 
     let ship = |token: &str, id: &str| {
@@ -343,13 +320,8 @@ fn order_history_admin_fulfilment_and_sales_summary() {
         .send()
         .unwrap();
     assert_eq!(r.json::<Value>().unwrap()["status"], "delivered");
-    let listed: Value = http
-        .get(node.url("/api/v1/admin/orders?status=paid"))
-        .bearer_auth(&admin)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let listed: Value =
+        common::get_json_as(&http, &node, "/api/v1/admin/orders?status=paid", &admin);
     assert!(
         listed["items"]
             .as_array()
@@ -367,13 +339,12 @@ fn order_history_admin_fulfilment_and_sales_summary() {
         403
     );
 
-    let summary: Value = http
-        .get(node.url("/api/v1/admin/sales/summary?window_minutes=60"))
-        .bearer_auth(&admin)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let summary: Value = common::get_json_as(
+        &http,
+        &node,
+        "/api/v1/admin/sales/summary?window_minutes=60",
+        &admin,
+    );
     assert_eq!(
         (summary["orders"].as_u64(), summary["items_sold"].as_u64()),
         (Some(2), Some(5)),
@@ -555,13 +526,8 @@ fn a_cart_changed_during_checkout_never_splits_charge_from_stock() {
             "charged total == its lines: {o}"
         );
         let id = o["id"].as_str().unwrap();
-        let full: Value = http
-            .get(node.url(&format!("/api/v1/orders/{id}")))
-            .bearer_auth(&shopper)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let full: Value =
+            common::get_json_as(&http, &node, &format!("/api/v1/orders/{id}"), &shopper);
         assert_eq!(full["payment"]["status"], "charged");
         for l in lines {
             *units
@@ -615,13 +581,8 @@ fn an_expired_hold_frees_the_stock_and_the_late_checkout_refunds() {
         assert_eq!(status, 409, "{body}");
         assert_eq!(body["code"], "order_cancelled");
         let id = body["order_id"].as_str().unwrap();
-        let order: Value = http
-            .get(node.url(&format!("/api/v1/orders/{id}")))
-            .bearer_auth(&slow)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let order: Value =
+            common::get_json_as(&http, &node, &format!("/api/v1/orders/{id}"), &slow);
         assert_eq!(
             (
                 order["status"].as_str(),

@@ -106,13 +106,12 @@ fn checkouts_survive_kill_9_and_interrupted_ones_are_settled() {
     // Interrupted checkouts are settled by the reconciler within a few seconds.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let pending: Value = http
-            .get(node.url("/api/v1/admin/orders?status=pending_payment"))
-            .bearer_auth(&admin)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let pending: Value = common::get_json_as(
+            &http,
+            &node,
+            "/api/v1/admin/orders?status=pending_payment",
+            &admin,
+        );
         if pending["total"] == 0 {
             break;
         }
@@ -123,13 +122,8 @@ fn checkouts_survive_kill_9_and_interrupted_ones_are_settled() {
         std::thread::sleep(Duration::from_millis(100));
     }
     for (s, id) in &acknowledged {
-        let order: Value = http
-            .get(node.url(&format!("/api/v1/orders/{id}")))
-            .bearer_auth(&tokens[*s])
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let order: Value =
+            common::get_json_as(&http, &node, &format!("/api/v1/orders/{id}"), &tokens[*s]);
         assert_eq!(order["status"], "paid", "acknowledged order {id}: {order}");
     }
     // Stock adds up on every product, and what was sold is exactly what paid orders hold.

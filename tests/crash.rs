@@ -125,13 +125,7 @@ fn acknowledged_writes_survive_kill_9() {
     let mut recovered = 0;
     for (w, log) in logs.iter().enumerate() {
         // Tokens survive the restart: the signing secret is kept in the data directory.
-        let cart: Value = http
-            .get(node.url("/api/v1/cart"))
-            .bearer_auth(&tokens[w])
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let cart: Value = common::get_json_as(&http, &node, "/api/v1/cart", &tokens[w]);
         let mut units = 0;
         for line in cart["items"].as_array().unwrap() {
             let product = line["product_id"].as_str().unwrap();

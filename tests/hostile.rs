@@ -471,13 +471,7 @@ fn shop(extra: &[&str]) -> (tempfile::TempDir, Node, String) {
 /// The id of the order `token`'s customer gets for Idempotency-Key `key` (the API's
 /// contract: derived from the customer and the key).
 fn order_id_of(http: &reqwest::blocking::Client, node: &Node, token: &str, key: &str) -> String {
-    let me: serde_json::Value = http
-        .get(node.url("/api/v1/me"))
-        .bearer_auth(token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let me: serde_json::Value = common::get_json_as(http, node, "/api/v1/me", token);
     ecommesh_commerce::ids::order_id(me["id"].as_str().unwrap(), key)
 }
 
@@ -535,13 +529,8 @@ fn cancel_racing_the_sale_puts_back_what_was_sold() {
             "{p}: {stock}"
         );
     }
-    let order: serde_json::Value = http
-        .get(node.url(&format!("/api/v1/orders/{id}")))
-        .bearer_auth(&shopper)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let order: serde_json::Value =
+        common::get_json_as(&http, &node, &format!("/api/v1/orders/{id}"), &shopper);
     assert_eq!(order["status"], "cancelled");
     assert_eq!(order["payment"]["status"], "refunded", "{order}");
 }
@@ -690,13 +679,8 @@ fn hold_limit_bounds_checkouts_per_customer_and_abandoned_ones_finish() {
     let id = order_id_of(&http, &node, &shopper, "walked-away");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let order: serde_json::Value = http
-            .get(node.url(&format!("/api/v1/orders/{id}")))
-            .bearer_auth(&shopper)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let order: serde_json::Value =
+            common::get_json_as(&http, &node, &format!("/api/v1/orders/{id}"), &shopper);
         if order["status"] == "paid" {
             break;
         }

@@ -81,13 +81,7 @@ fn the_cart_is_the_callers_own_priced_and_stock_checked() {
     assert_eq!(line["quantity"], 5);
 
     // Bob's cart is his own: he sees nothing of Ada's, and cannot name hers.
-    let bobs: Value = http
-        .get(node.url("/api/v1/cart"))
-        .bearer_auth(&bob)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let bobs: Value = common::get_json_as(&http, &node, "/api/v1/cart", &bob);
     assert_eq!(bobs["items"], json!([]));
     assert_eq!(
         http.get(node.url("/api/v1/cart")).send().unwrap().status(),
@@ -201,13 +195,7 @@ fn bad_input_gets_a_precise_4xx() {
     );
 
     // None of that reached the journal.
-    let cart: Value = http
-        .get(node.url("/api/v1/cart"))
-        .bearer_auth(&token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let cart: Value = common::get_json_as(&http, &node, "/api/v1/cart", &token);
     assert_eq!(cart["version"], 0);
     assert_eq!(http.get(node.url("/healthz")).send().unwrap().status(), 200);
 }
@@ -234,12 +222,8 @@ fn every_read_after_an_acknowledged_write_shows_it() {
                         .unwrap()
                         .json()
                         .unwrap();
-                    let seen: Value = http
-                        .get(node.url(&format!("/api/v1/products/{p}")))
-                        .send()
-                        .unwrap()
-                        .json()
-                        .unwrap();
+                    let seen: Value =
+                        common::get_json(&http, &node, &format!("/api/v1/products/{p}"));
                     let (a, b) = (&acked["stock"]["available"], &seen["stock"]["available"]);
                     assert!(b.as_u64() >= a.as_u64(), "acknowledged {a}, then read {b}");
                 }

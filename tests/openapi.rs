@@ -19,12 +19,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let node = common::start_with_admin(&data, &[]);
     let http = client();
     let token = common::register(&http, &node, "fuzz@openapi.test");
-    let doc: serde_json::Value = http
-        .get(node.url("/api/v1/openapi.json"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let doc: serde_json::Value = common::get_json(&http, &node, "/api/v1/openapi.json");
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
 
     let out = Command::new("schemathesis")

@@ -56,13 +56,7 @@ fn shard_count_mismatch_is_refused_and_overwrites_nothing() {
     );
 
     let node = Node::start(&data, &["--shards", "8"]);
-    let cart: serde_json::Value = http
-        .get(node.url("/api/v1/cart"))
-        .bearer_auth(&token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let cart: serde_json::Value = common::get_json_as(&http, &node, "/api/v1/cart", &token);
     assert_eq!(cart["items"][0]["quantity"], 2);
 }
 
@@ -148,13 +142,7 @@ fn sigterm_drains_flushes_and_exits_zero() {
     }
     assert_eq!(node.terminate().code(), Some(0));
     let node = Node::start(&data, &[]);
-    let cart: serde_json::Value = http
-        .get(node.url("/api/v1/cart"))
-        .bearer_auth(&token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let cart: serde_json::Value = common::get_json_as(&http, &node, "/api/v1/cart", &token);
     assert_eq!(
         (cart["total_units"].as_u64(), cart["version"].as_u64()),
         (Some(3), Some(3))

@@ -16,7 +16,9 @@ use ecommesh_commerce::order::book::OrderBook;
 use ecommesh_commerce::order::{
     Address, CancelReason, CheckoutDetails, OrderCommand, OrderLine, OrderState, OrderStatus,
 };
-use ecommesh_commerce::payment::provider::{BoxFuture, PaymentProvider, ProviderError};
+use ecommesh_commerce::payment::provider::{
+    BoxFuture, PaymentProvider, ProviderError, TestPaymentProvider,
+};
 use ecommesh_commerce::payment::{Outcome, PaymentCommand};
 use ecommesh_commerce::product::{ProductCommand, ProductDetails, ProductState};
 use ecommesh_commerce::projection::Projection;
@@ -28,9 +30,9 @@ use ecommesh_commerce::{Currency, Money, Shop};
 use ecommesh_persistence::MemoryStore;
 use parking_lot::Mutex;
 
-/// A provider's test mode: `tok_visa` is charged, `tok_chargeDeclined` declined, other
-/// tokens refused; refunds are recorded (and fail while `refunds_fail` is set); the
-/// charges in `known` are what the provider answers when asked for one.
+/// The test provider's charges (`tok_visa` is charged, `tok_chargeDeclined` declined,
+/// other tokens refused), after `charge_delay`; refunds recorded (and failing while
+/// `refunds_fail` is set); the charges in `known` are what it answers when asked for one.
 #[derive(Default)]
 struct Script {
     charge_delay: Mutex<Duration>,
@@ -49,21 +51,15 @@ impl PaymentProvider for Scripted {
     fn charge<'a>(
         &'a self,
         key: &'a str,
-        _amount: Money,
+        amount: Money,
         token: &'a str,
     ) -> BoxFuture<'a, Result<Outcome, ProviderError>> {
         Box::pin(async move {
             let delay = *self.0.charge_delay.lock();
             tokio::time::sleep(delay).await;
-            match token {
-                "tok_visa" => Ok(Outcome::Charged {
-                    charge_id: format!("ch_{key}"),
-                }),
-                "tok_chargeDeclined" => Ok(Outcome::Declined {
-                    reason: "card_declined".into(),
-                }),
-                other => Err(ProviderError::InvalidToken(other.into())),
-            }
+            TestPaymentProvider::default()
+                .charge(key, amount, token)
+                .await
         })
     }
 
@@ -226,6 +222,19 @@ impl World {
         assert!(hold_stock(&self.shop, &id, held).await.is_ok());
         self.shop.orders.sync().await.unwrap();
         id
+    }
+
+    /// Given: order `id` charged `cents` (recorded on its payment).
+    async fn charged(&self, id: &str, cents: i64) {
+        let charged = Outcome::Charged {
+            charge_id: format!("ch_{id}"),
+        };
+        self.payment(id, usd(cents), charged).await;
+    }
+
+    /// When: the reconciler finds order `id` interrupted.
+    async fn reconcile(&self, id: &str) -> Reconciled {
+        reconcile::reconcile(&self.shop, id).await.unwrap()
     }
 
     /// Given: order `id`'s payment recorded as `outcome`.
@@ -425,11 +434,12 @@ async fn a_hold_lost_while_charging_is_refunded_not_oversold() {
     }
     let tee = w.stock("tee").await;
     assert_eq!((tee.on_hand, tee.sold), (5, 0), "nothing sold");
+    let payment = w.shop.payments.read(&id).await.unwrap().state;
+    let charge = payment.charge_id().unwrap().to_owned();
     assert_eq!(
         w.refunds(),
-        vec![(format!("ch_{id}"), usd(5000), format!("{id}:refund"))]
+        vec![(charge, usd(5000), format!("{id}:refund"))]
     );
-    let payment = w.shop.payments.read(&id).await.unwrap().state;
     assert_eq!(payment.refunded, 5000);
 }
 
@@ -501,10 +511,7 @@ async fn the_reconciler_cancels_a_checkout_that_died_before_charging() {
     let id = w.placed_and_held("k1", &[("tee", 2)]).await;
     assert_eq!(w.stock("tee").await.reserved(), 2);
 
-    assert_eq!(
-        reconcile::reconcile(&w.shop, &id).await.unwrap(),
-        Reconciled::NeverCharged
-    );
+    assert_eq!(w.reconcile(&id).await, Reconciled::NeverCharged);
     assert_eq!(w.stock("tee").await.reserved(), 0);
     assert_eq!(
         w.order(&id).await.cancel_reason,
@@ -523,10 +530,7 @@ async fn the_reconciler_cancels_a_declined_checkout() {
     };
     w.payment(&id, usd(1000), declined).await;
 
-    assert_eq!(
-        reconcile::reconcile(&w.shop, &id).await.unwrap(),
-        Reconciled::Declined
-    );
+    assert_eq!(w.reconcile(&id).await, Reconciled::Declined);
     assert_eq!(w.stock("tee").await.reserved(), 0);
     assert_eq!(
         w.order(&id).await.cancel_reason,
@@ -547,25 +551,16 @@ async fn the_reconciler_finishes_a_charged_checkout_with_the_same_steps() {
         reservation_id: id.clone(),
     };
     w.shop.products.execute("tee", commit, None).await.unwrap();
-    let charged = Outcome::Charged {
-        charge_id: format!("ch_{id}"),
-    };
-    w.payment(&id, usd(3000), charged).await;
+    w.charged(&id, 3000).await;
 
-    assert_eq!(
-        reconcile::reconcile(&w.shop, &id).await.unwrap(),
-        Reconciled::Paid
-    );
+    assert_eq!(w.reconcile(&id).await, Reconciled::Paid);
     let order = w.order(&id).await;
     assert_eq!(order.status, OrderStatus::Paid);
     assert_eq!(order.sold_lines.len(), 2);
     assert_eq!(w.stock("tee").await.sold, 2, "sold once, not twice");
     assert_eq!(w.stock("mug").await.sold, 1);
     // Asked again: nothing more to do.
-    assert_eq!(
-        reconcile::reconcile(&w.shop, &id).await.unwrap(),
-        Reconciled::AlreadySettled
-    );
+    assert_eq!(w.reconcile(&id).await, Reconciled::AlreadySettled);
 }
 
 #[actix_rt::test]
@@ -580,10 +575,7 @@ async fn the_reconciler_asks_the_provider_for_a_charge_it_never_recorded() {
         },
     );
 
-    assert_eq!(
-        reconcile::reconcile(&w.shop, &id).await.unwrap(),
-        Reconciled::Paid
-    );
+    assert_eq!(w.reconcile(&id).await, Reconciled::Paid);
     assert_eq!(w.order(&id).await.payment_ref.as_deref(), Some("ch_found"));
 }
 
@@ -594,15 +586,9 @@ async fn a_charged_checkout_whose_hold_expired_is_refunded_not_oversold() {
     w.product("tee", 2500, 5).await;
     let id = w.placed_and_held("k1", &[("tee", 2)]).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let charged = Outcome::Charged {
-        charge_id: format!("ch_{id}"),
-    };
-    w.payment(&id, usd(2000), charged).await;
+    w.charged(&id, 2000).await;
 
-    assert_eq!(
-        reconcile::reconcile(&w.shop, &id).await.unwrap(),
-        Reconciled::Refunded
-    );
+    assert_eq!(w.reconcile(&id).await, Reconciled::Refunded);
     let order = w.order(&id).await;
     assert_eq!(order.cancel_reason, Some(CancelReason::HoldExpired));
     assert_eq!(w.stock("tee").await.sold, 0);

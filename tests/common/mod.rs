@@ -310,6 +310,26 @@ pub fn checkout(
         .unwrap()
 }
 
+/// GETs `path` anonymously and reads its JSON body.
+pub fn get_json(http: &reqwest::blocking::Client, node: &Node, path: &str) -> serde_json::Value {
+    http.get(node.url(path)).send().unwrap().json().unwrap()
+}
+
+/// GETs `path` with `token` and reads its JSON body.
+pub fn get_json_as(
+    http: &reqwest::blocking::Client,
+    node: &Node,
+    path: &str,
+    token: impl std::fmt::Display,
+) -> serde_json::Value {
+    http.get(node.url(path))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
 /// The units of `product` a shopper can buy now.
 pub fn available(http: &reqwest::blocking::Client, node: &Node, product: &str) -> u64 {
     let p: serde_json::Value = http
