@@ -19,6 +19,20 @@ fn post(http: &Client, node: &Node, path: &str, body: Value) -> reqwest::blockin
     http.post(node.url(path)).json(&body).send().unwrap()
 }
 
+/// Trades `token` at /auth/refresh.
+fn refresh(
+    http: &Client,
+    node: &Node,
+    token: impl serde::Serialize,
+) -> reqwest::blocking::Response {
+    post(
+        http,
+        node,
+        "/api/v1/auth/refresh",
+        json!({ "refresh_token": token }),
+    )
+}
+
 fn register(http: &Client, node: &Node, email: &str) -> Value {
     let r = post(
         http,
@@ -151,12 +165,7 @@ fn refresh_rotates_and_reuse_revokes_the_session() {
     .json()
     .unwrap();
     let first = s["refresh_token"].as_str().unwrap().to_string();
-    let r = post(
-        &http,
-        &node,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": first}),
-    );
+    let r = refresh(&http, &node, &first);
     assert_eq!(r.status(), 200);
     let rotated: Value = r.json().unwrap();
     let second = rotated["refresh_token"].as_str().unwrap().to_string();
@@ -166,38 +175,11 @@ fn refresh_rotates_and_reuse_revokes_the_session() {
         200
     );
     // An access token is not a refresh token.
-    assert_eq!(
-        post(
-            &http,
-            &node,
-            "/api/v1/auth/refresh",
-            json!({"refresh_token": rotated["access_token"]})
-        )
-        .status(),
-        401
-    );
+    assert_eq!(refresh(&http, &node, &rotated["access_token"]).status(), 401);
 
     // Replaying the rotated-away token (a thief) kills the whole family, the thief's and ours.
-    assert_eq!(
-        post(
-            &http,
-            &node,
-            "/api/v1/auth/refresh",
-            json!({"refresh_token": first})
-        )
-        .status(),
-        401
-    );
-    assert_eq!(
-        post(
-            &http,
-            &node,
-            "/api/v1/auth/refresh",
-            json!({"refresh_token": second})
-        )
-        .status(),
-        401
-    );
+    assert_eq!(refresh(&http, &node, &first).status(), 401);
+    assert_eq!(refresh(&http, &node, &second).status(), 401);
 
     // Logout ends a session: its refresh token stops working.
     let s: Value = post(
@@ -214,16 +196,7 @@ fn refresh_rotates_and_reuse_revokes_the_session() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(
-        post(
-            &http,
-            &node,
-            "/api/v1/auth/refresh",
-            json!({"refresh_token": s["refresh_token"]})
-        )
-        .status(),
-        401
-    );
+    assert_eq!(refresh(&http, &node, &s["refresh_token"]).status(), 401);
 }
 
 #[test]

@@ -3,15 +3,33 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
+
+/// Runs `ecommesh bench ARGS` to success; its output, and the JSON file at `json`.
+fn bench(args: &[&str], json: &Path) -> (String, serde_json::Value) {
+    let out = Command::new(common::BIN)
+        .arg("bench")
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    (stdout, report)
+}
 
 #[test]
 fn bench_journal_produces_a_consistent_report() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
-    let out = Command::new(common::BIN)
-        .args([
-            "bench",
+    let store = dir.path().join("b");
+    let (stdout, r) = bench(
+        &[
             "journal",
             "--seconds",
             "0.2",
@@ -19,24 +37,17 @@ fn bench_journal_produces_a_consistent_report() {
             "2000",
             "--writers",
             "1,8",
-        ])
-        .arg("--dir")
-        .arg(dir.path().join("b"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+            "--dir",
+            store.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &json,
     );
     assert!(
         stdout.contains("machine:") && stdout.contains("raw fsync"),
         "{stdout}"
     );
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert!(r["fsync_per_sec"].as_f64().unwrap() > 0.0);
     let rates = r["durable_writes"].as_array().unwrap();
     assert_eq!(
@@ -71,20 +82,19 @@ fn bench_journal_produces_a_consistent_report() {
 fn bench_ws_delivers_every_update_to_every_subscriber() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("ws.json");
-    let out = Command::new(common::BIN)
-        .args(["bench", "ws", "--subscribers", "1,50", "--changes", "3"])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, r) = bench(
+        &[
+            "ws",
+            "--subscribers",
+            "1,50",
+            "--changes",
+            "3",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &json,
     );
     assert!(stdout.contains("machine:"), "{stdout}");
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let runs = r["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[1]["subscribers"], 50);
@@ -101,21 +111,20 @@ fn bench_ws_delivers_every_update_to_every_subscriber() {
 fn bench_load_runs_every_scenario_and_checks_its_results() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report");
-    let out = Command::new(common::BIN)
-        .args(["bench", "load", "--seconds", "0.5", "--connections", "4"])
-        .args(["--checkout-carts", "40"])
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (_, r) = bench(
+        &[
+            "load",
+            "--seconds",
+            "0.5",
+            "--connections",
+            "4",
+            "--checkout-carts",
+            "40",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &report.join("load.json"),
     );
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(report.join("load.json")).unwrap()).unwrap();
     let phases = r["phases"].as_array().unwrap();
     let names: Vec<&str> = phases
         .iter()
@@ -157,19 +166,20 @@ fn bench_load_runs_every_scenario_and_checks_its_results() {
 fn bench_cluster_measures_both_replication_factors_and_a_failover() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("cluster.json");
-    let out = Command::new(common::BIN)
-        .args(["bench", "cluster", "--seconds", "0.5", "--connections", "4"])
-        .args(["--kills", "1", "--json"])
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, r) = bench(
+        &[
+            "cluster",
+            "--seconds",
+            "0.5",
+            "--connections",
+            "4",
+            "--kills",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &json,
     );
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let rfs: Vec<u64> = r["replication"]
         .as_array()
         .unwrap()
