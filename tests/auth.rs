@@ -175,7 +175,10 @@ fn refresh_rotates_and_reuse_revokes_the_session() {
         200
     );
     // An access token is not a refresh token.
-    assert_eq!(refresh(&http, &node, &rotated["access_token"]).status(), 401);
+    assert_eq!(
+        refresh(&http, &node, &rotated["access_token"]).status(),
+        401
+    );
 
     // Replaying the rotated-away token (a thief) kills the whole family, the thief's and ours.
     assert_eq!(refresh(&http, &node, &first).status(), 401);

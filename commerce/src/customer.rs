@@ -16,6 +16,23 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// The role's name in tokens and views.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Role> {
+        [Role::Customer, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CustomerState {
     pub registered: bool,

@@ -3,9 +3,11 @@
 use std::time::Instant;
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use ecommesh_commerce::customer::Role;
 use futures_util::future::LocalBoxFuture;
 
 use super::revocation::Standing;
+use super::tokens::Claims;
 
 use crate::app::AppState;
 use crate::http::errors::ApiError;
@@ -14,14 +16,23 @@ use crate::http::errors::ApiError;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub id: String,
-    pub role: String,
+    pub role: Role,
     /// The session the token belongs to (for logout).
     pub session: String,
 }
 
 impl Caller {
+    /// The caller a verified token names; None for a role this build does not know.
+    pub fn of(claims: Claims) -> Option<Caller> {
+        Some(Caller {
+            role: Role::parse(&claims.role)?,
+            id: claims.sub,
+            session: claims.fam,
+        })
+    }
+
     pub fn is_admin(&self) -> bool {
-        self.role == "admin"
+        self.role == Role::Admin
     }
 }
 
@@ -43,11 +54,8 @@ async fn caller(node: web::Data<AppState>, header: Option<String>) -> Result<Cal
             "this access token's session was ended (logout or revocation); sign in again",
         ));
     }
-    Ok(Caller {
-        id: claims.sub,
-        role: claims.role,
-        session: claims.fam,
-    })
+    Caller::of(claims)
+        .ok_or_else(|| ApiError::unauthorized("this access token names an unknown role"))
 }
 
 /// How long a session's last "active" verdict stands while the session cannot be read.

@@ -75,13 +75,6 @@ fn user(id: String, c: &CustomerState) -> User {
     }
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Admin => "admin",
-        Role::Customer => "customer",
-    }
-}
-
 /// Runs password work through the node's bounded hasher: 503 `busy` when every slot
 /// stayed taken for the whole wait.
 async fn hashed<T: Send + 'static>(
@@ -147,7 +140,7 @@ fn issue(
     refresh_jti: &str,
 ) -> Session {
     let tokens = &node.auth.tokens;
-    let role = role_name(customer.role);
+    let role = customer.role.as_str();
     Session {
         access_token: tokens.issue("access", &id, role, family, &random_id()),
         refresh_token: tokens.issue("refresh", &id, role, family, refresh_jti),

@@ -308,17 +308,21 @@ impl Connection {
                 );
             }
         }
-        let caller = Caller {
-            id: claims.sub,
-            role: claims.role,
-            session: claims.fam,
+        let exp = claims.exp;
+        let Some(caller) = Caller::of(claims) else {
+            self.error(
+                "unauthorized",
+                "this token names an unknown role".into(),
+                None,
+            );
+            return;
         };
         self.reply(ServerMessage::Authenticated {
             customer_id: &caller.id,
-            role: &caller.role,
-            expires_at: claims.exp,
+            role: caller.role.as_str(),
+            expires_at: exp,
         });
-        self.caller = Some((caller, claims.exp));
+        self.caller = Some((caller, exp));
     }
 
     /// Ends private subscriptions once the token they were made with has expired, or its
