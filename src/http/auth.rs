@@ -2,7 +2,6 @@
 
 use std::time::Instant;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use ecommesh_actors::EntityError;
 use ecommesh_commerce::customer::{CustomerCommand, CustomerRejection, CustomerState, Role};
@@ -166,13 +165,7 @@ pub async fn register(
         return Err(ApiError::invalid_field("password", why));
     }
     let id = customer_id(&email);
-    let taken = || {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "an account with this email already exists",
-        )
-    };
+    let taken = || ApiError::conflict("conflict", "an account with this email already exists");
     // The admin's email belongs to the admin bootstrap alone.
     if node.reserved_admin.as_deref() == Some(id.as_str()) {
         return Err(taken());
@@ -233,11 +226,7 @@ pub async fn login(
         }
     };
     if !(customer.registered && matches) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "email or password is wrong",
-        ));
+        return Err(ApiError::invalid_credentials());
     }
     if !customer.active {
         return Err(ApiError::forbidden("this account is deactivated"));

@@ -4,12 +4,10 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use ecommesh_actors::{EntityError, Reply};
 use ecommesh_commerce::cart::{CartCommand, CartRejection, CartState};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::app::AppState;
 use crate::auth::extract::Caller;
@@ -49,8 +47,7 @@ async fn on_sale(node: &AppState, product_id: &str) -> Result<u64, ApiError> {
         )));
     }
     if product.archived {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(ApiError::conflict(
             "product_archived",
             format!("product {product_id} is no longer sold"),
         ));
@@ -58,23 +55,12 @@ async fn on_sale(node: &AppState, product_id: &str) -> Result<u64, ApiError> {
     Ok(product.available_at(ecommesh_persistence::now_ms()))
 }
 
-fn out_of_stock(product_id: &str, requested: u64, available: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "out_of_stock",
-        format!("only {available} of {product_id} available, {requested} wanted"),
-    )
-    .with("product_id", json!(product_id))
-    .with("requested", json!(requested))
-    .with("available", json!(available))
-}
-
 /// Refuses `wanted` units of a product that does not exist, is archived, or has fewer
 /// available.
 async fn check_available(node: &AppState, product_id: &str, wanted: u64) -> Result<(), ApiError> {
     let available = on_sale(node, product_id).await?;
     if wanted > available {
-        return Err(out_of_stock(product_id, wanted, available));
+        return Err(ApiError::out_of_stock(product_id, wanted, available));
     }
     Ok(())
 }
@@ -113,7 +99,7 @@ pub async fn add_item(
             product_id,
             requested,
             available,
-        })) => Err(out_of_stock(&product_id, requested, available)),
+        })) => Err(ApiError::out_of_stock(&product_id, requested, available)),
         Err(e) => Err(e.into()),
     }
 }

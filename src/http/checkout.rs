@@ -2,7 +2,6 @@
 //! bounded), runs the checkout workflow (`ecommesh_commerce::workflow::checkout`) to its
 //! end even if the client goes away, and answers the paid order or a problem.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use ecommesh_commerce::ids::order_id;
 use ecommesh_commerce::workflow::checkout::{self as workflow, Paid};
@@ -81,15 +80,9 @@ pub async fn checkout(
         &id,
         node.max_pending_checkouts,
     ) else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_pending_checkouts",
-            format!(
-                "at most {} checkouts of one customer may run at once; wait for one to finish",
-                node.max_pending_checkouts
-            ),
-        )
-        .retry_after(1));
+        return Err(ApiError::too_many_pending_checkouts(
+            node.max_pending_checkouts,
+        ));
     };
     let request = workflow::Request {
         order_id: id.clone(),
@@ -106,14 +99,7 @@ pub async fn checkout(
         workflow::checkout(&shop, request).await
     })
     .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "checkout_interrupted",
-            "the checkout stopped before it answered; retry with the same Idempotency-Key",
-        )
-        .retry_after(1)
-    })?;
+    .map_err(|_| ApiError::checkout_interrupted())?;
     let Paid { order, payment } = done?;
     let view = match payment {
         Some(payment) => order_view_with(&node, &id, &order, &payment).await?,

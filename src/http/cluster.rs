@@ -15,11 +15,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 fn cluster(node: &AppState) -> Result<&std::sync::Arc<crate::cluster::Cluster>, ApiError> {
     node.cluster.as_ref().ok_or_else(|| {
-        ApiError::new(
-            actix_web::http::StatusCode::NOT_FOUND,
-            "not_clustered",
-            "this node runs alone (node_id = 0): there is no cluster to change",
-        )
+        ApiError::not_clustered("this node runs alone (node_id = 0): there is no cluster to change")
     })
 }
 
@@ -29,11 +25,7 @@ fn start(node: &AppState, change: NodeChange) -> Result<HttpResponse, ApiError> 
             "accepted": change,
             "progress": "GET /api/v1/admin/cluster shows it under `change`, then `last_change`",
         }))),
-        Err(busy) => Err(ApiError::new(
-            actix_web::http::StatusCode::CONFLICT,
-            "change_in_progress",
-            busy,
-        )),
+        Err(busy) => Err(ApiError::conflict("change_in_progress", busy)),
     }
 }
 
@@ -86,9 +78,7 @@ pub async fn remove(
 pub async fn status(node: web::Data<AppState>, _: Admin) -> Result<HttpResponse, ApiError> {
     match &node.cluster {
         Some(cluster) => Ok(HttpResponse::Ok().json(cluster.status())),
-        None => Err(ApiError::new(
-            actix_web::http::StatusCode::NOT_FOUND,
-            "not_clustered",
+        None => Err(ApiError::not_clustered(
             "this node runs alone (node_id = 0): there is no cluster to show",
         )),
     }

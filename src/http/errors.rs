@@ -125,6 +125,95 @@ impl ApiError {
         ApiError::unavailable("busy", detail.into(), retry_after_secs)
     }
 
+    /// 409: the request conflicts with the state of what it names (`code` says how).
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    /// 409 `out_of_stock` for one product, with the figures a client shows.
+    pub fn out_of_stock(product_id: &str, requested: u64, available: u64) -> Self {
+        ApiError::conflict(
+            "out_of_stock",
+            format!("only {available} of {product_id} available, {requested} wanted"),
+        )
+        .with("product_id", json!(product_id))
+        .with("requested", json!(requested))
+        .with("available", json!(available))
+    }
+
+    /// 404 `not_clustered`: a cluster route on a node that runs alone.
+    pub fn not_clustered(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_clustered", detail)
+    }
+
+    /// 401 `invalid_credentials`: the email or the password is wrong (never which).
+    pub fn invalid_credentials() -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "email or password is wrong",
+        )
+    }
+
+    /// 429 `too_many_pending_checkouts`: the customer already runs `max` checkouts.
+    pub fn too_many_pending_checkouts(max: usize) -> Self {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_pending_checkouts",
+            format!(
+                "at most {max} checkouts of one customer may run at once; wait for one to finish"
+            ),
+        )
+        .retry_after(1)
+    }
+
+    /// 503 `checkout_interrupted`: the checkout's task ended before it answered.
+    pub fn checkout_interrupted() -> Self {
+        ApiError::unavailable(
+            "checkout_interrupted",
+            "the checkout stopped before it answered; retry with the same Idempotency-Key".into(),
+            1,
+        )
+    }
+
+    /// 400 `malformed_json` (and `bad_request` for a body that could not be read).
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    /// 415 `unsupported_media_type`: a body that is not `application/json`.
+    pub fn not_json() -> Self {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        )
+    }
+
+    /// 413 `payload_too_large`.
+    pub fn too_large() -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body exceeds the size limit",
+        )
+    }
+
+    /// 422 `validation_failed` at `field` (a path into the body), with serde's words.
+    pub fn invalid_body(field: String, message: String) -> Self {
+        ApiError {
+            errors: vec![FieldError {
+                field: field.clone(),
+                message: message.clone(),
+            }],
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("{field}: {message}"),
+            )
+        }
+    }
+
     /// 409 `illegal_transition`: an order in status `from` cannot become `to`.
     pub fn illegal_transition(from: &str, to: &str) -> Self {
         ApiError::new(

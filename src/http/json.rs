@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 
-use super::errors::{ApiError, FieldError};
+use super::errors::ApiError;
 
 /// A request body parsed as `T`. The size limit is the app's `web::PayloadConfig`.
 #[derive(Debug)]
@@ -52,28 +52,16 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             } else {
                 path
             };
-            ApiError {
-                errors: vec![FieldError {
-                    field: field.clone(),
-                    message: inner.to_string(),
-                }],
-                ..ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    format!("{field}: {inner}"),
-                )
-            }
+            ApiError::invalid_body(field, inner.to_string())
         } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
+            ApiError::bad_request(
                 "malformed_json",
                 format!("the body is not valid JSON: {inner}"),
             )
         }
     })?;
     de.end().map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
+        ApiError::bad_request(
             "malformed_json",
             format!("trailing data after the JSON value: {e}"),
         )
@@ -90,25 +78,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             if !json {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "send the body as application/json",
-                ));
+                return Err(ApiError::not_json());
             }
             let bytes = body.await.map_err(|e| {
                 if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "the body exceeds the size limit",
-                    )
+                    ApiError::too_large()
                 } else {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad_request",
-                        format!("cannot read the body: {e}"),
-                    )
+                    ApiError::bad_request("bad_request", format!("cannot read the body: {e}"))
                 }
             })?;
             parse(&bytes).map(Json)

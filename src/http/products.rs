@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use ecommesh_actors::EntityError;
 use ecommesh_commerce::ids::product_id;
@@ -199,11 +198,7 @@ pub async fn create(
         .await
         .map_err(|e| match e {
             EntityError::Rejected(ecommesh_commerce::product::ProductRejection::AlreadyExists) => {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    "conflict",
-                    "a product with this SKU exists already",
-                )
+                ApiError::conflict("conflict", "a product with this SKU exists already")
             }
             e => e.into(),
         })?;
