@@ -624,3 +624,43 @@ async fn a_sale_a_checkout_could_not_record_is_recorded_and_put_back_if_cancelle
     assert!(order.sold_lines.contains("tee") && order.reversed_lines.contains("tee"));
     assert_eq!(w.stock("tee").await.on_hand, 5, "put back");
 }
+
+#[actix_rt::test]
+async fn a_slow_checkout_the_reconciler_finished_meanwhile_answers_paid_and_clears_the_cart() {
+    let w = Arc::new(world(Duration::from_secs(900)));
+    *w.script.charge_delay.lock() = Duration::from_millis(300);
+    w.product("tee", 2500, 5).await;
+    w.in_cart("tee", 2).await;
+    let r = w.request("k1", "tok_visa");
+    let id = r.order_id.clone();
+    // The provider charged, and the reconciler, taking the checkout for dead while the
+    // charge's answer is on its way, finds the charge there and finishes the order.
+    w.script.known.lock().insert(
+        id.clone(),
+        Outcome::Charged {
+            charge_id: "ch_known".into(),
+        },
+    );
+    let reconciler = {
+        let (w, id) = (w.clone(), id.clone());
+        actix_rt::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            w.reconcile(&id).await
+        })
+    };
+
+    let paid = checkout(&w.shop, r).await.unwrap();
+
+    assert_eq!(reconciler.await.unwrap(), Reconciled::Paid);
+    assert_eq!(paid.order.status, OrderStatus::Paid);
+    assert_eq!(w.stock("tee").await.sold, 2, "sold once");
+    assert!(w
+        .shop
+        .carts
+        .read(CUSTOMER)
+        .await
+        .unwrap()
+        .state
+        .items
+        .is_empty());
+}

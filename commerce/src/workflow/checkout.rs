@@ -234,7 +234,7 @@ impl Saga<'_> {
             pause_after_first_sale: token == "tok_pause_in_sale",
         };
         let paid = match complete_sale(shop, self.id, &products, &charge_id, &how).await? {
-            SaleEnd::Paid(paid) => paid,
+            SaleEnd::Paid(paid) => paid.state,
             SaleEnd::HoldLost { .. } => {
                 let order = self
                     .undo_after_charge(&held, CancelReason::HoldLost)
@@ -247,15 +247,14 @@ impl Saga<'_> {
                     .await?;
                 return Err(CheckoutError::ended(self.id, &order));
             }
+            // The reconciler finished it (this checkout was slow, not dead): it is paid
+            // (or further), and what this checkout bought is its own to finish.
             SaleEnd::SettledMeanwhile => {
                 let order = self.read_order().await?;
-                return match order.status {
-                    OrderStatus::Cancelled => Err(CheckoutError::ended(self.id, &order)),
-                    _ => Ok(Paid {
-                        order,
-                        payment: Some(payment),
-                    }),
-                };
+                if order.status == OrderStatus::Cancelled {
+                    return Err(CheckoutError::ended(self.id, &order));
+                }
+                order
             }
         };
         // 6. Clear the cart if it is still the version bought.
@@ -265,7 +264,7 @@ impl Saga<'_> {
         shop.orders.sync().await.map_err(StepError::Storage)?;
         metrics::counter!("ecommesh_checkouts_total", "outcome" => "paid").increment(1);
         Ok(Paid {
-            order: paid.state,
+            order: paid,
             payment: Some(payment),
         })
     }

@@ -9,7 +9,7 @@
 //! | workflow | steps | compensations |
 //! |---|---|---|
 //! | [`checkout`] | price the cart, place the order, hold the stock, charge, record the payment, sell each hold and record the sale, mark paid, clear the cart | cancel the order, release the holds, reverse the sales and refund ([`settle`]) |
-//! | [`settle`] | reverse each recorded sale, refund the charge (intent first), mark refunded | none: every step is retried until done |
+//! | [`settle`] | reverse each recorded sale, refund the charge (intent first), mark refunded | none: a step that fails is tried again (three times, then a refund left unconfirmed goes to the reconciler, which asks again until it is done) |
 //! | [`settle::cancel`] | cancel the order, release its holds, settle | |
 //! | [`reconcile`] | for an order left pending: find the charge, then sell and mark paid, or cancel and release, or refund | as checkout's |
 //!

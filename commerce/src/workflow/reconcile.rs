@@ -200,6 +200,8 @@ pub async fn reconcile(shop: &Shop, id: &str) -> Result<Reconciled, ReconcileErr
                     cancel_order(shop, id, CancelReason::HoldExpired, seen)
                         .await
                         .map_err(StepError::Order)?;
+                    // The holds of the lines not sold yet go back now, not at their expiry.
+                    steps::release_stock(shop, id, products()).await;
                     // Puts back every line recorded as sold (by the dead saga or here)
                     // and refunds the charge.
                     settle(shop, id).await?;
