@@ -4,11 +4,11 @@
 //! Why not sled (still here: cluster nodes keep their journal and consensus logs in it):
 //! an event journal only appends and reads back by entity or by shard offset, and sled's
 //! general B-tree made each append two tree inserts, node copies and splits, and work for
-//! its own log threads. Measured on the 2-core dev host (2026-12-03), putting an in-memory
-//! store in sled's place took durable checkout from 2.8k to 8.0k orders/s: storage was
-//! most of the node's work. Here an append is a copy to the end of a buffer under a short
-//! lock, a flush is one positioned write of that buffer and one `fdatasync`, and a read
-//! is a positioned read of the records the index names (or a copy from the buffer).
+//! its own log threads; an in-memory store in sled's place nearly tripled durable checkout
+//! (docs/benchmarks.md): storage was most of the node's work. Here an append is a copy
+//! to the end of a buffer under a short lock, a flush is one positioned write of that
+//! buffer and one `fdatasync`, and a read is a positioned read of the records the index
+//! names (or a copy from the buffer).
 //!
 //! The file, `events.log` in the store's directory (integers big-endian, `str` is
 //! `len u16 | utf-8`, `events` as [`crate::envelope::encode_events`] writes them):
@@ -34,8 +34,8 @@
 //! written over zeros already on disk changes no metadata (the file's size and blocks
 //! stay as they are), so it is one device write instead of a write and a metadata
 //! update (a commit of ext4's journal, or without one, as on the dev host, a write of the
-//! inode). Measured there (2026-12-04): fdatasync after a 4 KB write went from ~175 to
-//! ~130 us, and in paired runs durable add_to_cart from 0.32-0.33 to 0.37-0.38 x ping. At open, zeros end the journal like a torn record (no record is
+//! inode): fdatasync is faster, and durable writes with it (the figures are in
+//! docs/benchmarks.md). At open, zeros end the journal like a torn record (no record is
 //! empty); what follows the last whole record must be all zeros, or it is a crash's
 //! unfinished tail and is cut off, so that no stale bytes lie ahead of new records.
 //!
