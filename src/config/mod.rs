@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ecommesh_actors::RuntimeConfig;
-use figment::providers::{Format, Serialized, Toml};
+use figment::providers::Serialized;
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
@@ -168,6 +168,24 @@ fn environment(
     Ok(out)
 }
 
+/// A configuration file's settings, as read and nested: errors name the file.
+struct File {
+    path: std::path::PathBuf,
+    table: toml::Table,
+}
+
+impl figment::Provider for File {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("config file").source(self.path.as_path())
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Serialized::defaults(&self.table).data()
+    }
+}
+
 /// A file's table with every setting at its top moved into its section (a file written
 /// before sections existed), and a warning for each. Anything else is left where it is,
 /// for the unknown-key error to name it.
@@ -255,8 +273,10 @@ impl Config {
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
             let table: toml::Table = toml::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("invalid configuration: {}: {e}", path.display()))?;
-            let nested = toml::to_string(&nest_flat_keys(path, table))?;
-            fig = fig.merge(Toml::string(&nested));
+            fig = fig.merge(File {
+                path: path.to_path_buf(),
+                table: nest_flat_keys(path, table),
+            });
         }
         fig = fig.merge(Serialized::defaults(environment(std::env::vars_os())?));
         let mut overrides = overrides.clone();
@@ -873,6 +893,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(key), "{text:?}: {e}");
+            assert!(e.contains(p.to_str().unwrap()), "the file is named: {e}");
         }
         assert!(Config::load(
             Some(&dir.path().join("missing.toml")),
